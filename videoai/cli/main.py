@@ -9,6 +9,7 @@ import sys
 # `videoai --help` stays fast and a subcommand only pays for the libraries it uses.
 SUBCOMMANDS = {
     "demo": "videoai.cli.demo",
+    "app": "videoai.cli.app",
 }
 
 
