@@ -22,14 +22,6 @@ from videoai.tokenize.tracks import Tracks
 from videoai.tokenize.video_io import read_video
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Clips are tiny; extra intra-op threads only contend on a loaded CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _mask_centroids(masks: torch.Tensor) -> torch.Tensor:
     """(T, H, W) bool -> (T, 2) pixel (x, y) centroid."""

@@ -16,14 +16,6 @@ from videoai.tokenize.residual_kmeans import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared CPU (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def blobs(num_rows=600, dim=8, num_blobs=12, spread=0.2, seed=0, weights=None):
     """Seeded Gaussian mixture: (x (N, D), centers (C, D), component (N,))."""

@@ -6,14 +6,6 @@ import torch
 from videoai.tokenize.semantic_ids import PrefixTrie, make_collision_free
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared CPU (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_items(num_items=300, levels=3, codebook_size=6, seed=0):
     """Collision-free codes (N, levels+1) with plenty of shared prefixes and duplicates resolved."""

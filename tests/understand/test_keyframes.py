@@ -13,14 +13,6 @@ DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "video"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"real clips not found at {DATA}")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: an OpenMP pool costs more than it saves, and on a busy 2-core box far more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def blur(frames: torch.Tensor, passes: int) -> torch.Tensor:
     """(T, H, W, 3) uint8 box-blurred `passes` times."""

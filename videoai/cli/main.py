@@ -10,10 +10,16 @@ import sys
 SUBCOMMANDS = {
     "demo": "videoai.cli.demo",
     "app": "videoai.cli.app",
+    "generate": "videoai.cli.generate",
+    "tracks": "videoai.cli.tracks",
+    "shots": "videoai.cli.shots",
+    "tag": "videoai.cli.tag",
+    "embed": "videoai.cli.embed",
+    "recommend": "videoai.cli.recommend",
 }
 
 
-class CLIError(Exception):
+class CLIError(ValueError):
     """A user-facing error: printed as one line, exit code 2."""
 
 

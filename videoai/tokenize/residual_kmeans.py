@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from videoai.files import atomic_write
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -412,9 +413,9 @@ class ResidualKMeans(nn.Module):
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {"codebooks": self.codebooks.detach().to("cpu", torch.float32).contiguous()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda path: save_file(tensors, path))
+        atomic_write(directory / WEIGHTS_NAME, lambda path: save_file(tensors, path))
         config_text = json.dumps(asdict(self.config), indent=2)
-        _atomic_write(directory / CONFIG_NAME, lambda path: Path(path).write_text(config_text))
+        atomic_write(directory / CONFIG_NAME, lambda path: Path(path).write_text(config_text))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> ResidualKMeans:
@@ -440,16 +441,3 @@ class ResidualKMeans(nn.Module):
             raise ValueError(f"ResidualKMeans.from_pretrained: codebooks must have shape {expected}, got {got}")
         model.codebooks = codebooks
         return model.to(device)
-
-
-def _atomic_write(target: Path, write) -> None:
-    """Call write(temp_path) on a temp file beside target, then rename it over target."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from decord.bridge.torchdl import to_torch
 
+from videoai.files import atomic_write
+
 __all__ = [
     "VideoReadError",
     "VideoClip",
@@ -482,14 +484,7 @@ def write_video(frames, path, fps) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise ValueError(f"path: expected a .mp4 or .gif file name, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    try:
-        if suffix == ".mp4":
-            _write_mp4(frames, str(temporary), Fraction(fps).limit_denominator(65_535))
-        else:
-            _write_gif(frames, str(temporary), fps)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    if suffix == ".mp4":
+        atomic_write(path, lambda temporary: _write_mp4(frames, temporary, Fraction(fps).limit_denominator(65_535)))
+    else:
+        atomic_write(path, lambda temporary: _write_gif(frames, temporary, fps))
