@@ -11,12 +11,14 @@ import json
 import torch
 
 from videoai.train import TrainConfig
-from videoai.understand.tagger import VideoTagger, VideoTaggerConfig, load_tagger
-from videoai.understand.tagger_train import (
+from videoai.understand import (
     SYNTHETIC_AUGMENT,
     LabelledVideoDataset,
     SyntheticTagDataset,
     TaggerTrainConfig,
+    VideoTagger,
+    VideoTaggerConfig,
+    load_tagger,
     save_tagger,
     train_tagger,
 )

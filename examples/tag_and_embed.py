@@ -9,8 +9,7 @@ import argparse
 
 import torch
 
-from videoai.understand.embed import embed
-from videoai.understand.tagging import load_video_model, tag_video
+from videoai.understand import embed, load_video_model, tag_video
 
 
 def main() -> None:
