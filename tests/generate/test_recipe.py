@@ -1,0 +1,41 @@
+from dataclasses import replace
+
+import torch
+
+from videoai.generate import DefaultRecipe, TrajectoryImageToVideoPipeline, synthetic_tracks, train_default_model
+from videoai.generate.recipe import default_shapes_config
+from videoai.generate.train import GeneratorTrainConfig
+from videoai.generate.train_vae import VAETrainConfig
+from videoai.synthetic import make_clip
+
+from .conftest import TINY
+
+
+def test_synthetic_tracks_add_background_anchors_hidden_under_objects():
+    clip = make_clip(3, default_shapes_config())
+    tracks = synthetic_tracks(clip, num_background=16)
+    objects = clip.tracks.num_tracks
+    assert tracks.num_tracks == objects + 16
+    torch.testing.assert_close(tracks.points[:, :objects], clip.tracks.points)
+    anchors = tracks.points[:, objects:]
+    assert (anchors == anchors[:1]).all()  # static camera: anchors hold still
+    covered = clip.masks.any(1)  # (T, H, W)
+    pixel = anchors.round().long()
+    under = covered[torch.arange(clip.frames.shape[0])[:, None], pixel[..., 1], pixel[..., 0]]
+    assert not (tracks.visibility[:, objects:] & under).any()
+
+
+def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
+    recipe = DefaultRecipe(
+        output_dir=tmp_path, model=replace(TINY, num_frames=13, height=64, width=64), vae_steps=1, vae_full_steps=1,
+        vae=VAETrainConfig(batch_size=2, num_frames=5, crop_size=32), vae_full=VAETrainConfig(batch_size=1, num_frames=13,
+        crop_size=64), vae_clips=4, num_clips=4, encode_batch_size=4, transformer_steps=2,
+        generator=GeneratorTrainConfig(batch_size=2, lr_warmup_steps=0), checkpoint_every=1)
+    pipe = train_default_model(recipe)
+    for stage in ("vae", "vae_full", "transformer"):
+        assert (tmp_path / stage / "DONE").is_file()
+    loaded = TrajectoryImageToVideoPipeline.from_pretrained(tmp_path / "model")
+    assert loaded.config.default_num_frames == 13
+    assert loaded.vae.config.latents_std != [1.0] * TINY.z_dim  # fitted statistics were saved
+    again = train_default_model(recipe)  # every stage is done: loads, trains nothing
+    torch.testing.assert_close(again.transformer.proj_out.weight, pipe.transformer.proj_out.weight)

@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from videoai.recommend import OneRecModel
+
+
+def random_batch(item_codes, batch=3, length=5, session=1, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    items = torch.randint(0, item_codes.shape[0], (batch, length + session), generator=generator)
+    history = item_codes[items[:, :length]]
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mask[0, :2] = False  # left padding
+    history[~mask] = 0
+    targets = item_codes[items[:, 1:length + session].unfold(1, session, 1)]  # (B, T, M, L)
+    return history, mask, targets, mask[..., None].expand(-1, -1, session)
+
+
+def test_forward_loss_and_every_position_causality(model, item_codes):
+    history, mask, targets, target_mask = random_batch(item_codes)
+    out = model(history, mask, targets, target_mask)
+    assert out.logits.shape == (3, 5, 3, 8)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss) and out.aux_loss > 0
+    # changing the last history item must not change the predictions made at earlier positions
+    changed = history.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % 4
+    out2 = model(changed, mask, targets, target_mask)
+    assert torch.allclose(out.logits[:, :-1], out2.logits[:, :-1], atol=1e-5)
+    assert not torch.allclose(out.logits[:, -1], out2.logits[:, -1], atol=1e-5)
+
+
+def test_padding_does_not_leak(model, item_codes):
+    history, mask, targets, target_mask = random_batch(item_codes)
+    garbage = history.clone()
+    garbage[0, :2] = 5  # codes under padding
+    a = model(history, mask, targets, target_mask).logits[0, 2:]
+    b = model(garbage, mask, targets, target_mask).logits[0, 2:]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_kv_cache_decoding_matches_teacher_forcing(item_codes, make_config):
+    torch.manual_seed(0)
+    model = OneRecModel(make_config(session_length=2)).eval()
+    history, mask, _, _ = random_batch(item_codes)
+    sessions = item_codes[torch.tensor([[3, 7], [1, 2], [0, 39]])][:, None]  # (B, 1, M=2, L)
+    expected = model.session_log_prob(history, mask, sessions)[:, 0]  # (B,)
+    memory, memory_mask = model.encode(history, mask)
+    state = model.start_decoding(memory, memory_mask, num_beams=1)
+    tokens = sessions.reshape(3, -1)
+    total, previous = torch.zeros(3), None
+    for step in range(tokens.shape[1]):
+        log_probs = model.decode_step(state, previous).log_softmax(-1)  # (B, 1, V)
+        total += log_probs[:, 0].gather(1, tokens[:, step:step + 1])[:, 0]
+        previous = tokens[:, step:step + 1]
+    assert torch.allclose(total, expected, atol=1e-4)
+
+
+def test_save_load_round_trip(tmp_path, model, item_codes):
+    history, mask, targets, target_mask = random_batch(item_codes)
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "config.json").is_file()
+    loaded = OneRecModel.from_pretrained(tmp_path / "m", local_files_only=True).eval()
+    assert loaded.config.num_experts == 4 and loaded.config.codebook_size == 8
+    assert torch.allclose(model(history, mask, targets, target_mask).logits,
+                          loaded(history, mask, targets, target_mask).logits, atol=1e-6)
+
+
+def test_user_and_context_features(item_codes, make_config):
+    torch.manual_seed(0)
+    model = OneRecModel(make_config(num_user_buckets=10, context_dim=3)).eval()
+    history, mask, targets, target_mask = random_batch(item_codes)
+    a = model(history, mask, targets, target_mask, user_ids=torch.tensor([1, 2, 3]), context=torch.zeros(3, 3))
+    b = model(history, mask, targets, target_mask, user_ids=torch.tensor([4, 5, 6]), context=torch.ones(3, 3))
+    assert not torch.allclose(a.logits, b.logits)
+
+
+def test_item_index_embedding(item_codes, trie, make_config):
+    from videoai.recommend import beam_search
+
+    torch.manual_seed(0)
+    model = OneRecModel(make_config(num_items=40)).eval()
+    items = torch.randint(0, 40, (3, 5))
+    history, mask = item_codes[items], torch.ones(3, 5, dtype=torch.bool)
+    with pytest.raises(ValueError, match="history_items"):
+        model.encode(history, mask)
+    memory, _ = model.encode(history, mask, history_items=items)
+    other, _ = model.encode(history, mask, history_items=(items + 1) % 40)
+    assert not torch.allclose(memory[:, 1:], other[:, 1:])
+    out = beam_search(model, history, mask, trie, num_beams=4, history_items=items)
+    assert (out.items >= 0).all()
+
+
+def test_bad_config(make_config):
+    with pytest.raises(ValueError, match="divisible"):
+        OneRecModel(make_config(d_model=15))

@@ -1,0 +1,88 @@
+"""OneRecRecommender: a OneRecModel with its SemanticIDTokenizer, taking and returning raw item ids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .beam_search import beam_search
+from .data import EvalCollator
+from .model import OneRecModel
+from .semantic_ids import SemanticIDTokenizer
+from .trainer import recommend_indices
+
+MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
+
+
+class OneRecRecommender:
+    """Recommend items / generate sessions for histories of item ids; save and load model + tokenizer together."""
+
+    def __init__(self, model: OneRecModel, tokenizer: SemanticIDTokenizer):
+        if model.config.num_levels != tokenizer.num_levels:
+            raise ValueError(f"model.config.num_levels ({model.config.num_levels}) must equal the tokenizer's "
+                             f"tokens per item ({tokenizer.num_levels})")
+        if model.config.codebook_size < tokenizer.vocab_size:
+            raise ValueError(f"model.config.codebook_size ({model.config.codebook_size}) must be >= the tokenizer's "
+                             f"vocab_size ({tokenizer.vocab_size})")
+        if model.config.num_items not in (0, tokenizer.num_items):
+            raise ValueError(f"model.config.num_items ({model.config.num_items}) must be 0 or the tokenizer's "
+                             f"num_items ({tokenizer.num_items})")
+        self.model, self.tokenizer = model, tokenizer
+        self.trie = tokenizer.trie.to(model.device)
+
+    def _indices(self, histories: Sequence[Sequence]) -> list[torch.Tensor]:
+        if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
+            raise TypeError(f"histories must be a list of item-id lists, got {type(histories).__name__}")
+        out = []
+        for number, history in enumerate(histories):
+            if isinstance(history, (str, bytes)) or not isinstance(history, Sequence | torch.Tensor):
+                raise TypeError(f"histories[{number}] must be a list of item ids, got {type(history).__name__}")
+            if len(history) == 0:
+                raise ValueError(f"histories[{number}] is empty: OneRec conditions on at least one past item")
+            out.append(self.tokenizer.item_index(history))
+        return out
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence], k: int = 10, num_beams: int | None = None,
+                  exclude_seen: bool = True) -> tuple[list[list], torch.Tensor]:
+        """Top-k next items per history (item ids, best first) and their log-prob scores (n, k)."""
+        if not isinstance(k, int) or not 1 <= k <= self.tokenizer.num_items:
+            raise ValueError(f"k must be an int in [1, {self.tokenizer.num_items}], got {k!r}")
+        items, scores = recommend_indices(self.model, self._indices(histories), self.tokenizer.codes.to(self.model.device),
+                                          self.trie, k, num_beams, exclude_seen)
+        ids = [[self.tokenizer.item_ids[i] for i in row if i >= 0] for row in items.tolist()]
+        return ids, scores
+
+    @torch.no_grad()
+    def generate_sessions(self, histories: Sequence[Sequence], num_sessions: int = 5, session_length: int | None = None,
+                          exclude_seen: bool = True) -> tuple[list[list[list]], torch.Tensor]:
+        """`num_sessions` sessions of M distinct real items per history (item ids) and their log-probs (n, K)."""
+        self.model.eval()
+        collate = EvalCollator(self.tokenizer.codes, self.model.config.max_history)
+        batch = collate([(h, -1) for h in self._indices(histories)])
+        codes, mask = batch["history_codes"].to(self.model.device), batch["history_mask"].to(self.model.device)
+        out = beam_search(self.model, codes, mask, self.trie, num_beams=num_sessions, session_length=session_length,
+                          exclude_codes=codes if exclude_seen else None, exclude_mask=mask,
+                          history_items=batch["history_items"].to(self.model.device))
+        sessions = [[[self.tokenizer.item_ids[i] for i in session if i >= 0] for session in user]
+                    for user in out.items.tolist()]
+        return sessions, out.scores
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """model/ (config.json + model.safetensors) and tokenizer/ in `directory`."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory / MODEL_DIR)
+        self.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "OneRecRecommender":
+        """Load from a local folder written by save_pretrained (never downloads)."""
+        directory = Path(directory)
+        if not (directory / MODEL_DIR).is_dir() or not (directory / TOKENIZER_DIR).is_dir():
+            raise FileNotFoundError(f"OneRecRecommender.from_pretrained: {str(directory)!r} must contain "
+                                    f"{MODEL_DIR}/ and {TOKENIZER_DIR}/ (written by save_pretrained)")
+        model = OneRecModel.from_pretrained(directory / MODEL_DIR, local_files_only=True).to(device).eval()
+        return cls(model, SemanticIDTokenizer.from_pretrained(directory / TOKENIZER_DIR))

@@ -1,0 +1,105 @@
+"""Training and leave-last-out evaluation of OneRecModel through the shared videoai.train Trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch.utils.data import DataLoader
+
+from videoai.train import TrainConfig, Trainer, TrainResult
+
+from .beam_search import beam_search
+from .constraints import TrieTables, TrieTargets
+from .data import EvalCollator, LengthGroupedBatchSampler, NextItemCollator, SequenceDataset
+from .metrics import ranking_metrics
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW settings and batch size for next-token training."""
+
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+
+
+def make_train_loader(sequences: list[torch.Tensor], item_codes: torch.Tensor | None, batch_size: int,
+                      max_history: int = 50, session_length: int = 1, seed: int = 0) -> DataLoader:
+    """Length-grouped shuffled batches of (history, next session at every position) for training."""
+    dataset = SequenceDataset(sequences, max_history)
+    sampler = LengthGroupedBatchSampler([len(s) for s in dataset.sequences], batch_size, seed=seed)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=NextItemCollator(item_codes, session_length))
+
+
+def trie_targets(trie, model, session_codes: torch.Tensor) -> TrieTargets:
+    """Trie positions of teacher-forced sessions (..., M, L) for constrained training / scoring."""
+    unwrapped = getattr(model, "module", model)  # DDP wrapper
+    return TrieTables.of(trie, unwrapped.config.codebook_size, session_codes.device).targets(session_codes)
+
+
+def next_token_loss(model, batch: dict, trie=None) -> tuple[torch.Tensor, dict]:
+    """Teacher-forced next-token loss on semantic IDs at every history position (+ MoE load balancing).
+
+    With a trie, each token's softmax runs over the children the trie allows after its prefix (constrained
+    training, the same distribution beam search decodes from).
+    """
+    targets = None if trie is None else trie_targets(trie, model, batch["target_codes"])
+    out = model(batch["history_codes"], batch["history_mask"], batch["target_codes"], batch["target_mask"],
+                trie_targets=targets, history_items=batch["history_items"])
+    return out.loss, {"token_loss": out.token_loss.detach(), "aux_loss": out.aux_loss.detach()}
+
+
+def train_onerec(model, sequences: list[torch.Tensor], item_codes: torch.Tensor, config: TrainConfig,
+                 optim: OptimizerConfig | None = None, eval_fn=None, trie=None) -> tuple[Trainer, TrainResult]:
+    """Train `model` on item-index sequences (training split) for `config.max_steps` optimizer steps.
+
+    trie: the PrefixTrie of item_codes for constrained training (recommended); None trains the full softmax.
+    """
+    optim = optim or OptimizerConfig()
+    if item_codes.shape[1] != model.config.num_levels:
+        raise ValueError(f"item_codes must have model.config.num_levels={model.config.num_levels} columns, "
+                         f"got {item_codes.shape[1]}")
+    loader = make_train_loader(sequences, item_codes, optim.batch_size, model.config.max_history,
+                               model.config.session_length, config.seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=optim.learning_rate, betas=(0.9, 0.98))
+    scheduler = None
+    if optim.warmup_steps:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / optim.warmup_steps))
+    trainer = Trainer(model, optimizer, loader, partial(next_token_loss, trie=trie), config, lr_scheduler=scheduler,
+                      eval_fn=eval_fn)
+    return trainer, trainer.train()
+
+
+@torch.no_grad()
+def recommend_indices(model, histories: list[torch.Tensor], item_codes: torch.Tensor, trie, k: int = 10,
+                      num_beams: int | None = None, exclude_seen: bool = True, batch_size: int = 256,
+                      constrained: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k next items (n, k) item indices (-1 if fewer valid beams) and log-prob scores (n, k) by beam search."""
+    num_beams = max(k, num_beams or k)
+    model.eval()
+    collate = EvalCollator(item_codes, model.config.max_history)
+    device = model.device
+    items, scores = [], []
+    for start in range(0, len(histories), batch_size):
+        batch = collate([(h, -1) for h in histories[start:start + batch_size]])
+        codes, mask = batch["history_codes"].to(device), batch["history_mask"].to(device)
+        out = beam_search(model, codes, mask, trie, num_beams=num_beams, session_length=1, constrained=constrained,
+                          exclude_codes=codes if exclude_seen else None, exclude_mask=mask,
+                          history_items=batch["history_items"].to(device))
+        items.append(out.items[:, :k, 0].cpu())
+        scores.append(out.scores[:, :k].cpu())
+    return torch.cat(items), torch.cat(scores)
+
+
+def evaluate_onerec(model, histories: list[torch.Tensor], targets: torch.Tensor, item_codes: torch.Tensor, trie,
+                    ks=(5, 10), num_beams: int | None = None, exclude_seen: bool = True,
+                    batch_size: int = 256) -> dict[str, float]:
+    """Recall@k / NDCG@k over the full item set (beam search ranks every catalogue item it can reach)."""
+    ranked, _ = recommend_indices(model, histories, item_codes, trie, max(ks), num_beams, exclude_seen, batch_size)
+    return ranking_metrics(ranked, torch.as_tensor(targets), ks)
