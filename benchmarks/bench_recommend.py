@@ -4,7 +4,7 @@ Prints Recall/NDCG@5/10 on the test split (full item set, history items excluded
 and throughput (sequences/s), constrained vs unconstrained beam-search latency per user, and the reward model's
 reward + NDCG@10 of generated recommendations before and after iterative preference alignment (DPO).
 
-    python benchmarks/bench_recommend.py --dataset Beauty --epochs 10
+    python benchmarks/bench_recommend.py --dataset Beauty --epochs 15
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from sasrec import SASRec, SASRecConfig, train_sasrec  # noqa: E402
 from videoai.recommend import (  # noqa: E402
     AlignmentConfig,
     EvalCollator,
-    OneRecConfig,
     OneRecModel,
     OptimizerConfig,
     RewardModel,
@@ -32,11 +31,11 @@ from videoai.recommend import (  # noqa: E402
     SemanticIDTokenizer,
     align,
     beam_search,
+    config_for_tokenizer,
     cooccurrence_embeddings,
     engagement_examples,
     leave_last_out,
     make_train_loader,
-    prefix_node_count,
     ranking_metrics,
     read_user_sequences,
     recommend_indices,
@@ -50,15 +49,16 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "amazon"
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="Beauty", help="file stem in ../shared/data/amazon (Beauty, Sports_and_Outdoors)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs for both models (same budget)")
+    p.add_argument("--dataset", default="Beauty",
+                   help="file stem in ../shared/data/amazon (Beauty, Sports_and_Outdoors)")
+    p.add_argument("--epochs", type=int, default=15, help="training epochs for both models (same budget)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-history", type=int, default=50)
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--levels", type=int, default=3, help="residual k-means levels (+1 disambiguation token)")
-    p.add_argument("--codebook-size", type=int, default=256)
+    p.add_argument("--codebook-size", type=int, default=64)
     p.add_argument("--embedding-dim", type=int, default=64, help="co-occurrence (PPMI + SVD) embedding size")
     p.add_argument("--num-experts", type=int, default=4)
     p.add_argument("--expert-d-ff", type=int, default=0, help="hidden size of each expert (0 = 2*d_model)")
@@ -66,16 +66,16 @@ def parse_args():
     p.add_argument("--num-beams", type=int, default=10, help="beams for evaluation (>= 10)")
     p.add_argument("--eval-users", type=int, default=0, help="evaluate on the first N test users (0 = all)")
     p.add_argument("--latency-users", type=int, default=256)
-    p.add_argument("--align-iterations", type=int, default=1, help="0 skips the alignment stage")
+    p.add_argument("--align-iterations", type=int, default=2, help="0 skips the alignment stage")
     p.add_argument("--align-steps", type=int, default=60)
     p.add_argument("--align-users", type=int, default=4096)
     p.add_argument("--align-beta", type=float, default=0.1)
     p.add_argument("--align-lr", type=float, default=1e-4)
     p.add_argument("--reward-epochs", type=int, default=1)
     p.add_argument("--valid-users", type=int, default=1000, help="validation users scored after every epoch (0 = off)")
-    p.add_argument("--item-embedding", action="store_true",
+    p.add_argument("--item-embedding", action=argparse.BooleanOptionalAction, default=True,
                    help="encoder adds a learned item-index embedding to the semantic-ID tokens of each history item")
-    p.add_argument("--node-levels", type=int, default=0,
+    p.add_argument("--node-levels", type=int, default=2,
                    help="prefix-node output embeddings for the first N levels (0 = per-level token embeddings only)")
     p.add_argument("--unconstrained-training", action="store_true",
                    help="full-vocabulary softmax in training (default: softmax over the trie's valid children)")
@@ -186,30 +186,30 @@ def main():
         return
     # ---- OneRec --------------------------------------------------------------------------------------------------
     torch.manual_seed(args.seed)
-    config = OneRecConfig(num_levels=tokenizer.num_levels, codebook_size=tokenizer.vocab_size,
-                          max_history=args.max_history, d_model=args.d_model, num_heads=2, num_encoder_layers=2,
-                          num_decoder_layers=2, d_ff=4 * args.d_model, num_experts=args.num_experts, experts_top_k=2,
-                          expert_d_ff=args.expert_d_ff or None, moe_dispatch=args.moe_dispatch, dropout=args.dropout,
-                          num_items=len(item_ids) if args.item_embedding else 0,
-                          num_prefix_nodes=prefix_node_count(trie, args.node_levels) if args.node_levels else 0,
-                          node_levels=args.node_levels)
+    config = config_for_tokenizer(tokenizer, node_levels=args.node_levels, item_embedding=args.item_embedding,
+                                  max_history=args.max_history, d_model=args.d_model, num_heads=2,
+                                  num_encoder_layers=2, num_decoder_layers=2, d_ff=4 * args.d_model,
+                                  num_experts=args.num_experts, experts_top_k=2, expert_d_ff=args.expert_d_ff or None,
+                                  moe_dispatch=args.moe_dispatch, dropout=args.dropout)
     model = OneRecModel(config)
     train_config = TrainConfig(output_dir=out_dir / "onerec", max_steps=args.epochs * batches_per_epoch,
                                log_every=batches_per_epoch, seed=args.seed, progress_bar=False)
     log(f"OneRec: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{train_config.max_steps} steps ({batches_per_epoch}/epoch)")
     train_config.eval_every = batches_per_epoch if args.valid_users else None
-    eval_fn = None
-    if args.valid_users:
-        def eval_fn(m):
-            metrics = ranking_metrics(recommend_indices(m, valid_history, item_codes, trie, 10, args.num_beams)[0],
-                                      valid_target)
-            log(f"OneRec validation ({len(valid_history)} users): {metrics}")
-            return metrics
+
+    def eval_fn(m):
+        metrics = ranking_metrics(recommend_indices(m, valid_history, item_codes, trie, 10, args.num_beams)[0],
+                                  valid_target)
+        log(f"OneRec validation ({len(valid_history)} users): {metrics}")
+        return metrics
+
     _, result = train_onerec(model, train, item_codes, train_config,
-                             OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr), eval_fn=eval_fn,
+                             OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr),
+                             eval_fn=eval_fn if args.valid_users else None,
                              trie=None if args.unconstrained_training else trie)
-    log(f"OneRec train loss per epoch: {[round(l, 4) for l in result.losses[batches_per_epoch - 1::batches_per_epoch]]}")
+    epoch_losses = result.losses[batches_per_epoch - 1::batches_per_epoch]
+    log(f"OneRec train loss per epoch: {[round(loss, 4) for loss in epoch_losses]}")
     model.eval()
     model.save_pretrained(out_dir / "onerec_model")
     start = time.perf_counter()
@@ -294,7 +294,8 @@ def main():
         print("\n| alignment (IPA/DPO) | RM reward top-1 | RM reward top-10 | R@10 | N@10 |")
         print("|---|---|---|---|---|")
         for name, r in (("before", before), ("after", after)):
-            print(f"| {name} | {r['reward@1']:.4f} | {r['reward@10']:.4f} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} |")
+            print(f"| {name} | {r['reward@1']:.4f} | {r['reward@10']:.4f} | {r['recall@10']:.4f} | "
+                  f"{r['ndcg@10']:.4f} |")
         print(f"rounds: {rounds}")
 
 

@@ -5,7 +5,6 @@ import torch
 
 from videoai.recommend import (
     AlignmentConfig,
-    OneRecModel,
     PreferenceCollator,
     RewardModel,
     RewardModelConfig,
@@ -110,3 +109,13 @@ def test_reward_model_learns_engagement(tmp_path):
     assert reward.shape == (1, 2) and reward[0, 0] > reward[0, 1]
     with pytest.raises(ValueError, match="horizon"):
         engagement_examples(sequences, 20, horizon=0)
+
+
+def test_engagement_from_explicit_feedback():
+    from videoai.recommend import engagement_examples_from_labels
+
+    examples = engagement_examples_from_labels([torch.tensor([3, 4, 5])], [[1.0, 0.0, 1.0]])
+    assert len(examples) == 2
+    history, items, labels = examples[1]
+    assert history.tolist() == [3, 4] and items.tolist() == [5] and labels.tolist() == [1.0]
+    assert examples[0][2].tolist() == [0.0]

@@ -1,17 +1,30 @@
 import pytest
 import torch
 
-from videoai.recommend import OneRecModel, OneRecRecommender, SemanticIDTokenizer, UnknownItemError
+from videoai.recommend import (
+    OneRecModel,
+    OneRecRecommender,
+    SemanticIDTokenizer,
+    UnknownItemError,
+    config_for_tokenizer,
+)
 
 
-@pytest.fixture
-def recommender(make_config):
+@pytest.fixture(params=["plain", "nodes+items"])
+def recommender(request, make_config):
     generator = torch.Generator().manual_seed(0)
     embeddings = torch.randn(32, 6, generator=generator)
     tokenizer = SemanticIDTokenizer(levels=2, codebook_size=4, iters=3).fit(embeddings, [f"v{i}" for i in range(32)])
     torch.manual_seed(0)
-    model = OneRecModel(make_config(codebook_size=tokenizer.vocab_size, session_length=2)).eval()
-    return OneRecRecommender(model, tokenizer)
+    if request.param == "plain":
+        config = make_config(codebook_size=tokenizer.vocab_size, session_length=2)
+    else:  # prefix-node output embeddings + item-index embeddings in the encoder
+        tiny = make_config().to_dict()
+        for key in ("num_levels", "codebook_size", "num_items", "num_prefix_nodes", "node_levels"):
+            tiny.pop(key)
+        config = config_for_tokenizer(tokenizer, node_levels=2, **{**tiny, "session_length": 2})
+        assert config.num_items == 32 and config.num_prefix_nodes > 1
+    return OneRecRecommender(OneRecModel(config).eval(), tokenizer)
 
 
 def test_recommend_returns_unseen_real_items(recommender):

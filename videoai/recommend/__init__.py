@@ -1,7 +1,15 @@
 """OneRec-style generative recommendation: semantic-ID tokenizer, encoder-decoder with MoE, constrained beam search,
 reward model and DPO preference alignment, leave-last-out evaluation."""
 
-from .alignment import AlignmentConfig, PreferenceCollator, PreferenceDataset, align, build_preference_pairs, dpo_loss, freeze
+from .alignment import (
+    AlignmentConfig,
+    PreferenceCollator,
+    PreferenceDataset,
+    align,
+    build_preference_pairs,
+    dpo_loss,
+    freeze,
+)
 from .beam_search import BeamSearchOutput, beam_search
 from .constraints import TrieTables, TrieTargets, prefix_node_count
 from .cooccurrence import cooccurrence_counts, cooccurrence_embeddings, ppmi
@@ -22,7 +30,7 @@ from .data import (
 from .metrics import ndcg_at_k, ranking_metrics, recall_at_k
 from .model import DecoderState, OneRecConfig, OneRecModel, OneRecOutput
 from .moe import MoEFeedForward
-from .recommender import OneRecRecommender
+from .recommender import OneRecRecommender, config_for_tokenizer
 from .reward import (
     EngagementDataset,
     RewardModel,
@@ -45,13 +53,58 @@ from .trainer import (
 )
 
 __all__ = [
-    "AlignmentConfig", "BeamSearchOutput", "PreferenceCollator", "DecoderState", "EngagementDataset", "EvalCollator", "InteractionLogError",
-    "LeaveLastOutSplit", "LengthGroupedBatchSampler", "MoEFeedForward", "NextItemCollator", "OneRecConfig",
-    "OneRecModel", "OneRecOutput", "OneRecRecommender", "OptimizerConfig", "PreferenceDataset", "RewardModel",
-    "RewardModelConfig", "SemanticIDTokenizer", "SequenceDataset", "TrieTables", "TrieTargets", "prefix_node_count", "trie_targets", "UnknownItemError", "UserSequences", "align",
-    "beam_search", "build_preference_pairs", "collate_engagement", "cooccurrence_counts", "cooccurrence_embeddings",
-    "dpo_loss", "engagement_examples", "engagement_examples_from_labels", "evaluate_onerec", "freeze",
-    "items_to_codes", "leave_last_out", "make_train_loader", "ndcg_at_k", "next_token_loss", "pad_left", "ppmi",
-    "ranking_metrics", "recall_at_k", "read_interactions", "read_user_sequences", "recommend_indices", "reward_loss",
-    "train_onerec", "train_reward_model",
+    "AlignmentConfig",
+    "BeamSearchOutput",
+    "DecoderState",
+    "EngagementDataset",
+    "EvalCollator",
+    "InteractionLogError",
+    "LeaveLastOutSplit",
+    "LengthGroupedBatchSampler",
+    "MoEFeedForward",
+    "NextItemCollator",
+    "OneRecConfig",
+    "OneRecModel",
+    "OneRecOutput",
+    "OneRecRecommender",
+    "OptimizerConfig",
+    "PreferenceCollator",
+    "PreferenceDataset",
+    "RewardModel",
+    "RewardModelConfig",
+    "SemanticIDTokenizer",
+    "SequenceDataset",
+    "TrieTables",
+    "TrieTargets",
+    "UnknownItemError",
+    "UserSequences",
+    "align",
+    "beam_search",
+    "build_preference_pairs",
+    "collate_engagement",
+    "config_for_tokenizer",
+    "cooccurrence_counts",
+    "cooccurrence_embeddings",
+    "dpo_loss",
+    "engagement_examples",
+    "engagement_examples_from_labels",
+    "evaluate_onerec",
+    "freeze",
+    "items_to_codes",
+    "leave_last_out",
+    "make_train_loader",
+    "ndcg_at_k",
+    "next_token_loss",
+    "pad_left",
+    "ppmi",
+    "prefix_node_count",
+    "ranking_metrics",
+    "read_interactions",
+    "read_user_sequences",
+    "recall_at_k",
+    "recommend_indices",
+    "reward_loss",
+    "train_onerec",
+    "train_reward_model",
+    "trie_targets",
 ]

@@ -157,9 +157,11 @@ def align(policy, reward_model, histories: list[torch.Tensor], item_codes: torch
             rounds.append(stats)
             break
         stats.update(chosen_reward=pairs.rewards[:, 0].mean().item(), rejected_reward=pairs.rewards[:, 1].mean().item())
-        loader = DataLoader(pairs, batch_size=config.batch_size, shuffle=True, collate_fn=PreferenceCollator(item_codes, policy.config.max_history))
+        collate = PreferenceCollator(item_codes, policy.config.max_history)
+        loader = DataLoader(pairs, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
-        train_config = TrainConfig(output_dir=Path(output_dir) / f"round_{iteration}", max_steps=config.steps_per_iteration,
+        train_config = TrainConfig(output_dir=Path(output_dir) / f"round_{iteration}",
+                                   max_steps=config.steps_per_iteration,
                                    seed=config.seed + iteration, log_every=max(1, config.steps_per_iteration // 5),
                                    progress_bar=False)
         constraint = trie if config.constrained else None

@@ -11,7 +11,7 @@ from .constraints import TrieTables, TrieTargets
 
 @dataclass
 class BeamSearchOutput:
-    """Beams sorted best first: items (B, K, M) item indices (-1: invalid or dead beam), codes (B, K, M, L), scores (B, K)."""
+    """Beams, best first: items (B, K, M) item indices (-1: invalid/dead beam), codes (B, K, M, L), scores (B, K)."""
 
     items: torch.Tensor
     codes: torch.Tensor

@@ -58,7 +58,8 @@ def read_user_sequences(path: str | os.PathLike) -> UserSequences:
     return UserSequences(users, sequences)
 
 
-def read_interactions(path: str | os.PathLike, delimiter: str | None = None, min_label: float | None = None) -> UserSequences:
+def read_interactions(path: str | os.PathLike, delimiter: str | None = None,
+                      min_label: float | None = None) -> UserSequences:
     """Read a log with rows `user, item, timestamp[, label]` (CSV/TSV, optional header) into sorted sequences.
 
     Rows are sorted by timestamp per user (stable, so ties keep file order). min_label keeps only rows with
@@ -88,7 +89,8 @@ def read_interactions(path: str | os.PathLike, delimiter: str | None = None, min
             timestamp = float(row[2])
             label = float(row[3]) if len(row) == 4 else 1.0
         except ValueError:
-            raise InteractionLogError(f"{path}:{number}: timestamp and label must be numbers, got {row[2:]!r}") from None
+            raise InteractionLogError(
+                f"{path}:{number}: timestamp and label must be numbers, got {row[2:]!r}") from None
         if not math.isfinite(timestamp):
             raise InteractionLogError(f"{path}:{number}: timestamp must be finite, got {row[2]!r}")
         if min_label is not None and label < min_label:
@@ -105,7 +107,7 @@ def read_interactions(path: str | os.PathLike, delimiter: str | None = None, min
 
 @dataclass
 class LeaveLastOutSplit:
-    """Per-user split: train = items[:-2], validation predicts items[-2] from items[:-2], test items[-1] from items[:-1].
+    """Per-user split: train = items[:-2]; validation predicts items[-2] from items[:-2]; test items[-1] from [:-1].
 
     Users with fewer than 3 items only contribute to training (there is nothing to hold out).
     """

@@ -8,7 +8,8 @@ import torch
 def _hit_rank(ranked: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
     """ranked (B, >=k) item ids best first, targets (B,) -> 0-based rank of the target in the top k, or -1."""
     if ranked.ndim != 2 or targets.ndim != 1 or ranked.shape[0] != targets.shape[0]:
-        raise ValueError(f"ranked must be (B, K) and targets (B,), got {tuple(ranked.shape)} and {tuple(targets.shape)}")
+        raise ValueError(f"ranked must be (B, K) and targets (B,), got {tuple(ranked.shape)} and "
+                         f"{tuple(targets.shape)}")
     if not 1 <= k <= ranked.shape[1]:
         raise ValueError(f"k must be in [1, {ranked.shape[1]}] (the number of ranked items), got {k}")
     hits = ranked[:, :k] == targets[:, None]  # (B, k)

@@ -23,7 +23,8 @@ class OneRecConfig(PretrainedConfig):
     def __init__(self, num_levels: int = 4, codebook_size: int = 256, session_length: int = 1, max_history: int = 50,
                  d_model: int = 64, num_heads: int = 2, num_encoder_layers: int = 2, num_decoder_layers: int = 2,
                  d_ff: int = 256, num_experts: int = 4, experts_top_k: int = 2, moe_every: int = 1,
-                 expert_d_ff: int | None = None, capacity_factor: float = 1.25, moe_dispatch: str = "capacity", dropout: float = 0.2, num_user_buckets: int = 0, context_dim: int = 0,
+                 expert_d_ff: int | None = None, capacity_factor: float = 1.25, moe_dispatch: str = "capacity",
+                 dropout: float = 0.2, num_user_buckets: int = 0, context_dim: int = 0,
                  aux_loss_weight: float = 0.01, tie_output: bool = True, initializer_range: float = 0.02,
                  num_items: int = 0, num_prefix_nodes: int = 0, node_levels: int = 2, **kwargs):
         self.num_levels, self.codebook_size, self.session_length = num_levels, codebook_size, session_length

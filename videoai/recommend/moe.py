@@ -30,7 +30,8 @@ class MoEFeedForward(nn.Module):
             raise ValueError(f"top_k must be in [1, num_experts={num_experts}], got {top_k}")
         if dispatch not in ("capacity", "dense"):
             raise ValueError(f"dispatch must be 'capacity' or 'dense', got {dispatch!r}")
-        self.num_experts, self.top_k, self.capacity_factor, self.dispatch = num_experts, top_k, capacity_factor, dispatch
+        self.num_experts, self.top_k = num_experts, top_k
+        self.capacity_factor, self.dispatch = capacity_factor, dispatch
         self.router = nn.Linear(d_model, num_experts, bias=False)
         self.w_in = nn.Parameter(torch.empty(num_experts, d_model, d_ff))
         self.b_in = nn.Parameter(torch.zeros(num_experts, 1, d_ff))
@@ -63,7 +64,8 @@ class MoEFeedForward(nn.Module):
         gates = gates / gates.sum(-1, keepdim=True)
         return probs, experts, gates
 
-    def load_balancing_loss(self, probs: torch.Tensor, experts: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    def load_balancing_loss(self, probs: torch.Tensor, experts: torch.Tensor,
+                            token_mask: torch.Tensor | None) -> torch.Tensor:
         """Switch/GShard auxiliary loss E * sum_e f_e * P_e; equals 1 for a uniform router."""
         weight = torch.ones_like(probs[:, 0]) if token_mask is None else token_mask.float()  # (N,)
         denom = weight.sum().clamp_min(1.0)
@@ -73,7 +75,7 @@ class MoEFeedForward(nn.Module):
         return self.num_experts * (fraction * mean_prob).sum()
 
     def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (..., D), token_mask (...) bool (False = padding: not routed, not in the loss) -> (y (..., D), aux loss)."""
+        """x (..., D), token_mask (...) bool (False = padding: no output, not in the loss) -> (y (..., D), aux)."""
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (N, D)
         mask = None if token_mask is None else token_mask.reshape(-1)

@@ -9,12 +9,23 @@ from pathlib import Path
 import torch
 
 from .beam_search import beam_search
+from .constraints import prefix_node_count
 from .data import EvalCollator
-from .model import OneRecModel
+from .model import OneRecConfig, OneRecModel
 from .semantic_ids import SemanticIDTokenizer
 from .trainer import recommend_indices
 
 MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
+
+
+def config_for_tokenizer(tokenizer: SemanticIDTokenizer, node_levels: int = 2, item_embedding: bool = True,
+                         **overrides) -> OneRecConfig:
+    """OneRecConfig sized for `tokenizer`: its tokens per item and vocabulary, prefix-node embeddings for the first
+    `node_levels` levels and (optionally) item-index embeddings in the encoder; `overrides` set any other field."""
+    return OneRecConfig(num_levels=tokenizer.num_levels, codebook_size=tokenizer.vocab_size,
+                        num_items=tokenizer.num_items if item_embedding else 0,
+                        num_prefix_nodes=prefix_node_count(tokenizer.trie, node_levels) if node_levels else 0,
+                        node_levels=node_levels, **overrides)
 
 
 class OneRecRecommender:
@@ -51,8 +62,9 @@ class OneRecRecommender:
         """Top-k next items per history (item ids, best first) and their log-prob scores (n, k)."""
         if not isinstance(k, int) or not 1 <= k <= self.tokenizer.num_items:
             raise ValueError(f"k must be an int in [1, {self.tokenizer.num_items}], got {k!r}")
-        items, scores = recommend_indices(self.model, self._indices(histories), self.tokenizer.codes.to(self.model.device),
-                                          self.trie, k, num_beams, exclude_seen)
+        codes = self.tokenizer.codes.to(self.model.device)
+        items, scores = recommend_indices(self.model, self._indices(histories), codes, self.trie, k, num_beams,
+                                          exclude_seen)
         ids = [[self.tokenizer.item_ids[i] for i in row if i >= 0] for row in items.tolist()]
         return ids, scores
 

@@ -47,10 +47,12 @@ class SemanticIDTokenizer:
     def fit(self, embeddings: torch.Tensor, item_ids: Sequence | None = None) -> "SemanticIDTokenizer":
         """Fit the quantizer on embeddings (N, D), one row per item id (default ids 0..N-1)."""
         if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
-            raise ValueError(f"embeddings must be a (N, D) tensor, got {getattr(embeddings, 'shape', type(embeddings))}")
+            got = getattr(embeddings, "shape", type(embeddings))
+            raise ValueError(f"embeddings must be a (N, D) tensor, got {got}")
         item_ids = list(range(embeddings.shape[0])) if item_ids is None else list(item_ids)
         if len(item_ids) != embeddings.shape[0]:
-            raise ValueError(f"item_ids must have one id per embedding row ({embeddings.shape[0]}), got {len(item_ids)}")
+            raise ValueError(f"item_ids must have one id per embedding row ({embeddings.shape[0]}), "
+                             f"got {len(item_ids)}")
         if len(set(item_ids)) != len(item_ids):
             raise ValueError("item_ids must be unique, got duplicates")
         codebook_size = self.quantizer.config.codebook_size
@@ -148,7 +150,7 @@ class SemanticIDTokenizer:
 
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write quantizer/, codes.safetensors and tokenizer_config.json (item ids) into `directory`, atomically each."""
+        """Write quantizer/, codes.safetensors and tokenizer_config.json (item ids) into `directory` (atomic each)."""
         self._require_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

@@ -66,8 +66,8 @@ def train_onerec(model, sequences: list[torch.Tensor], item_codes: torch.Tensor,
                                model.config.session_length, config.seed)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=optim.learning_rate, betas=(0.9, 0.98))
+    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=optim.learning_rate, betas=(0.9, 0.98))
     scheduler = None
     if optim.warmup_steps:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / optim.warmup_steps))
