@@ -17,14 +17,6 @@ TINY_PIPE = TinyWanConfig(z_dim=4, vae_base_dim=4, num_layers=2, num_attention_h
 TINY_RECOMMENDER = ["--steps", "4", "--batch-size", "32", "--d-model", "16", "--max-history", "8", "--levels", "2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tests share few cores with other jobs; one thread avoids OpenMP oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def cli(capsys):

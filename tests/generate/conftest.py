@@ -9,14 +9,6 @@ TINY = TinyWanConfig(z_dim=4, vae_base_dim=4, num_layers=2, num_attention_heads=
                      text_dim=8, freq_dim=16, adapter_hidden_dim=8, num_frames=5, height=32, width=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tests run beside other jobs on few cores; one thread avoids OpenMP oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def tiny_pipe():
