@@ -82,8 +82,9 @@ def accuracy(pipe, args, device) -> dict:
                        generator=torch.Generator(device).manual_seed(index), output_type="pt")
             videos[name] = (out.frames[0].permute(0, 2, 3, 1) * 255).cpu()  # (T, H, W, 3) 0..255
         video = clip.frames.permute(3, 0, 1, 2)[None].float().div(127.5).sub(1).to(device)  # (1, 3, T, H, W)
-        latents = encode_video(pipe.vae, video)
-        recon = pipe.vae.decode(denormalize_latents(pipe.vae, latents)).sample[0]  # (3, T, H, W)
+        with torch.no_grad():
+            latents = encode_video(pipe.vae, video)
+            recon = pipe.vae.decode(denormalize_latents(pipe.vae, latents)).sample[0]  # (3, T, H, W)
         videos["vae_reconstruction"] = ((recon.permute(1, 2, 3, 0) + 1) * 127.5).clamp(0, 255).cpu()
         videos["frame0_still"] = clip.frames[:1].expand_as(clip.frames).float()
         for name, frames in videos.items():
