@@ -62,6 +62,25 @@ def quiet_model_loading() -> Iterator[None]:
         transformers_logging.enable_progress_bar()
 
 
+def load_understand_model(args: argparse.Namespace):
+    """The --model folder (or the embedded tagger) on --device, loading bars hidden off a terminal."""
+    from videoai.understand import load_video_model
+
+    with quiet_model_loading():
+        return load_video_model(args.model, device=pick_device(args.device))
+
+
+def map_video_batches(videos: list[str], batch_size: int, fn: Callable[[list[str]], Any], desc: str) -> list:
+    """fn over consecutive batches of `videos` with a progress bar; returns the per-batch results in order."""
+    results = []
+    with progress(total=len(videos), desc=desc, unit="video") as bar:
+        for start in range(0, len(videos), batch_size):
+            batch = videos[start:start + batch_size]
+            results.append(fn(batch))
+            bar.update(len(batch))
+    return results
+
+
 def emit(args: argparse.Namespace, result: Any, text: str | Callable[[], str]) -> None:
     """Print `result` as JSON with --json, else the human-readable `text`."""
     if args.json:

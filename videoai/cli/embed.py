@@ -11,10 +11,9 @@ from videoai.cli.common import (
     check_suffix,
     check_videos,
     emit,
-    pick_device,
+    load_understand_model,
+    map_video_batches,
     positive_int,
-    progress,
-    quiet_model_loading,
 )
 
 
@@ -41,16 +40,11 @@ def run(args: argparse.Namespace) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from videoai.understand import embed, load_video_model
+    from videoai.understand import embed
 
-    with quiet_model_loading():
-        model = load_video_model(args.model, device=pick_device(args.device))
-    vectors = []
-    with progress(total=len(args.videos), desc="embed", unit="video") as bar:
-        for start in range(0, len(args.videos), args.batch_size):
-            batch = args.videos[start:start + args.batch_size]
-            vectors.append(embed(batch, model).float().cpu())  # (b, D)
-            bar.update(len(batch))
+    model = load_understand_model(args)
+    vectors = map_video_batches(args.videos, args.batch_size, lambda batch: embed(batch, model).float().cpu(),
+                                "embed")  # [(b, D), ...]
     embeddings = torch.cat(vectors)  # (N, D)
     if out.suffix.lower() == ".npy":
         # np.save appends .npy to names without it; the temporary name keeps the suffix, so it does not.

@@ -8,10 +8,9 @@ from videoai.cli.common import (
     add_json_flag,
     check_videos,
     emit,
-    pick_device,
+    load_understand_model,
+    map_video_batches,
     positive_int,
-    progress,
-    quiet_model_loading,
 )
 
 
@@ -34,16 +33,12 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     check_videos(args.videos)
-    from videoai.understand import load_video_model, tag_video
+    from videoai.understand import tag_video
 
-    with quiet_model_loading():
-        model = load_video_model(args.model, device=pick_device(args.device))
-    results = []
-    with progress(total=len(args.videos), desc="tag", unit="video") as bar:
-        for start in range(0, len(args.videos), args.batch_size):
-            batch = args.videos[start:start + args.batch_size]
-            results += tag_video(batch, model, top_k=args.top_k, tags=args.tags, threshold=args.threshold)
-            bar.update(len(batch))
+    model = load_understand_model(args)
+    per_batch = map_video_batches(args.videos, args.batch_size, lambda batch: tag_video(
+        batch, model, top_k=args.top_k, tags=args.tags, threshold=args.threshold), "tag")
+    results = [tags for batch in per_batch for tags in batch]
     records = [{"video": video, "tags": [{"tag": tag, "score": round(score, 4)} for tag, score in tags]}
                for video, tags in zip(args.videos, results)]
     emit(args, records, lambda: "\n".join(

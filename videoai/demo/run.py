@@ -63,7 +63,7 @@ def _inputs(config: DemoConfig, height: int, width: int) -> tuple[np.ndarray, Tr
 def _create(config: DemoConfig, out: Path) -> tuple[np.ndarray, Tracks, dict]:
     """Generate the video following the paths; write video.mp4 and overlay.mp4."""
     pipe = load_default_pipeline(device=config.device)
-    image, tracks = _inputs(config, pipe.default_height, pipe.default_width)
+    image, tracks = _inputs(config, pipe.config.default_height, pipe.config.default_width)
     generator = torch.Generator(config.device).manual_seed(config.seed)
     result = pipe(image, tracks=tracks, num_inference_steps=config.num_inference_steps, generator=generator,
                   output_type="np")
