@@ -42,6 +42,8 @@ def test_unknown_items_and_bad_input():
     tokenizer = SemanticIDTokenizer(levels=2, codebook_size=4, iters=3).fit(clustered_embeddings(), range(48))
     with pytest.raises(UnknownItemError, match="unknown item id"):
         tokenizer.encode([1, 2, 999])
+    with pytest.raises(ValueError, match="unknown item id"):  # callers validating input catch ValueError
+        tokenizer.encode([999])
     with pytest.raises(TypeError, match="items must be a sequence"):
         tokenizer.encode(5)
     with pytest.raises(ValueError, match="no item"):

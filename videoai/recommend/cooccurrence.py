@@ -32,7 +32,7 @@ def cooccurrence_counts(sequences: list[torch.Tensor], num_items: int, window: i
         cols += [right, left]
         weights += [torch.full((2 * left.numel(),), 1.0 / distance)]
     index = torch.stack([torch.cat(rows), torch.cat(cols)])  # (2, nnz)
-    return torch.sparse_coo_tensor(index, torch.cat(weights), (num_items, num_items)).coalesce()
+    return torch.sparse_coo_tensor(index, torch.cat(weights), (num_items, num_items), check_invariants=True).coalesce()
 
 
 def ppmi(counts: torch.Tensor, smoothing: float = 0.75, shift: float = 1.0) -> torch.Tensor:
@@ -47,7 +47,7 @@ def ppmi(counts: torch.Tensor, smoothing: float = 0.75, shift: float = 1.0) -> t
     pmi = torch.log(values * col_weight.sum() / (row_sum[index[0]] * col_weight[index[1]])) - torch.log(
         torch.tensor(float(shift)))
     keep = pmi > 0
-    return torch.sparse_coo_tensor(index[:, keep], pmi[keep], counts.shape).coalesce()
+    return torch.sparse_coo_tensor(index[:, keep], pmi[keep], counts.shape, check_invariants=True).coalesce()
 
 
 def cooccurrence_embeddings(sequences: list[torch.Tensor], num_items: int, dim: int = 64, *, window: int = 3,

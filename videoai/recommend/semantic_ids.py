@@ -21,8 +21,8 @@ CODES_NAME = "codes.safetensors"
 QUANTIZER_DIR = "quantizer"
 
 
-class UnknownItemError(KeyError):
-    """An item id that the tokenizer was not fitted on."""
+class UnknownItemError(KeyError, ValueError):
+    """An item id that the tokenizer was not fitted on (a KeyError for lookups, a ValueError for bad input)."""
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])
