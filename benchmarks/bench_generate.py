@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="pipeline folder (default: embedded model)")
     parser.add_argument("--num-clips", type=int, default=50)
     parser.add_argument("--steps", type=int, default=20, help="denoising steps")
-    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance towards the tracks")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

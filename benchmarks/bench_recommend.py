@@ -4,7 +4,7 @@ Prints Recall/NDCG@5/10 on the test split (full item set, history items excluded
 and throughput (sequences/s), constrained vs unconstrained beam-search latency per user, and the reward model's
 reward + NDCG@10 of generated recommendations before and after iterative preference alignment (DPO).
 
-    python benchmarks/bench_recommend.py --dataset Beauty --epochs 15
+    python benchmarks/bench_recommend.py --dataset Beauty --epochs 20 --threads 1
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ from videoai.recommend import (  # noqa: E402
     cooccurrence_embeddings,
     engagement_examples,
     leave_last_out,
+    lr_multiplier,
     make_train_loader,
     ranking_metrics,
     read_user_sequences,
@@ -51,19 +53,25 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="Beauty",
                    help="file stem in ../shared/data/amazon (Beauty, Sports_and_Outdoors)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs for both models (same budget)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs for both models (same budget)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-decay", default="cosine", choices=["constant", "cosine"],
+                   help="OneRec's learning-rate decay after warmup")
+    p.add_argument("--sasrec-lr-decay", default="constant", choices=["constant", "cosine"],
+                   help="SASRec's decay (its reference: constant; cosine to 0 over 6 epochs halves its NDCG@10)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear warmup steps, the same for both models")
     p.add_argument("--max-history", type=int, default=50)
     p.add_argument("--d-model", type=int, default=64)
-    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--dropout", type=float, default=0.3, help="SASRec dropout (its reference value)")
+    p.add_argument("--onerec-dropout", type=float, default=None, help="OneRec dropout (default: --dropout)")
     p.add_argument("--levels", type=int, default=3, help="residual k-means levels (+1 disambiguation token)")
     p.add_argument("--codebook-size", type=int, default=64)
     p.add_argument("--embedding-dim", type=int, default=64, help="co-occurrence (PPMI + SVD) embedding size")
     p.add_argument("--num-experts", type=int, default=4)
     p.add_argument("--expert-d-ff", type=int, default=0, help="hidden size of each expert (0 = 2*d_model)")
     p.add_argument("--moe-dispatch", default="dense", choices=["dense", "capacity"])
-    p.add_argument("--num-beams", type=int, default=10, help="beams for evaluation (>= 10)")
+    p.add_argument("--num-beams", type=int, default=20, help="beams for evaluation (>= 10)")
     p.add_argument("--eval-users", type=int, default=0, help="evaluate on the first N test users (0 = all)")
     p.add_argument("--latency-users", type=int, default=256)
     p.add_argument("--align-iterations", type=int, default=2, help="0 skips the alignment stage")
@@ -75,8 +83,12 @@ def parse_args():
     p.add_argument("--valid-users", type=int, default=1000, help="validation users scored after every epoch (0 = off)")
     p.add_argument("--item-embedding", action=argparse.BooleanOptionalAction, default=True,
                    help="encoder adds a learned item-index embedding to the semantic-ID tokens of each history item")
-    p.add_argument("--node-levels", type=int, default=2,
-                   help="prefix-node output embeddings for the first N levels (0 = per-level token embeddings only)")
+    p.add_argument("--node-levels", type=int, default=4,
+                   help="prefix-node output embeddings for the first N levels, up to levels+1 (all: every trie node, "
+                        "leaves = items; 0 = per-level token embeddings only)")
+    p.add_argument("--node-input", action=argparse.BooleanOptionalAction, default=True,
+                   help="encoder also adds the prefix-node embeddings on each history item's trie path (input/output "
+                        "tying; needs --item-embedding and --node-levels > 0)")
     p.add_argument("--unconstrained-training", action="store_true",
                    help="full-vocabulary softmax in training (default: softmax over the trie's valid children)")
     p.add_argument("--skip-sasrec", action="store_true")
@@ -125,6 +137,25 @@ def beam_latency(model, histories, item_codes, trie, batch_size: int, repeats: i
             for name, c in (("constrained", True), ("unconstrained", False))}
 
 
+def print_results(args, results: dict) -> None:
+    """Header (command, machine, budget) and the ranking table of the models run."""
+    print()
+    print(f"## bench_recommend — {args.dataset}, leave-last-out, full item set, seen items excluded")
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, shared with other jobs (load {os.getloadavg()[0]:.1f})")
+    print(f"budget: {args.epochs} epochs each, batch {args.batch_size}, AdamW lr {args.lr} (decay: OneRec "
+          f"{args.lr_decay}, SASRec {args.sasrec_lr_decay}; {args.warmup_steps} warmup steps), d_model {args.d_model}, "
+          f"dropout {args.dropout} (OneRec {args.dropout if args.onerec_dropout is None else args.onerec_dropout}), "
+          f"max history {args.max_history}, {args.num_beams} beams for OneRec's ranking")
+    print()
+    print("| model | R@5 | N@5 | R@10 | N@10 | train s | train seq/s | eval s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['recall@5']:.4f} | {r['ndcg@5']:.4f} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
+              f"{r['train_s']:.0f} | {r['seq_per_s']:.1f} | {r['eval_s']:.0f} |")
+
+
 def main():
     args = parse_args()
     if args.threads:
@@ -166,6 +197,7 @@ def main():
         f"{int(item_codes[:, -1].max())}, {tokenizer_seconds:.0f}s")
 
     batches_per_epoch = len(make_train_loader(train, item_codes, args.batch_size, args.max_history))
+    total_steps = args.epochs * batches_per_epoch
     results = {}
 
     # ---- SASRec peer ---------------------------------------------------------------------------------------------
@@ -174,7 +206,8 @@ def main():
         sasrec = SASRec(SASRecConfig(len(item_ids), args.max_history, args.d_model, num_heads=1, num_layers=2,
                                      dropout=args.dropout))
         loader = make_train_loader(train, None, args.batch_size, args.max_history, seed=args.seed)
-        stats = train_sasrec(sasrec, loader, args.epochs, lr=args.lr, log=log, eval_fn=(
+        schedule = partial(lr_multiplier, max_steps=total_steps, warmup_steps=args.warmup_steps, decay=args.sasrec_lr_decay)
+        stats = train_sasrec(sasrec, loader, args.epochs, lr=args.lr, log=log, lr_schedule=schedule, eval_fn=(
             (lambda m: sasrec_metrics(m, valid_history, valid_target, args.max_history)) if args.valid_users else None))
         start = time.perf_counter()
         results["SASRec (CE)"] = {**sasrec_metrics(sasrec, test_history, test_target, args.max_history),
@@ -183,6 +216,7 @@ def main():
         log(f"SASRec: {results['SASRec (CE)']}")
 
     if args.skip_onerec:
+        print_results(args, results)
         return
     # ---- OneRec --------------------------------------------------------------------------------------------------
     torch.manual_seed(args.seed)
@@ -190,9 +224,12 @@ def main():
                                   max_history=args.max_history, d_model=args.d_model, num_heads=2,
                                   num_encoder_layers=2, num_decoder_layers=2, d_ff=4 * args.d_model,
                                   num_experts=args.num_experts, experts_top_k=2, expert_d_ff=args.expert_d_ff or None,
-                                  moe_dispatch=args.moe_dispatch, dropout=args.dropout)
+                                  moe_dispatch=args.moe_dispatch, node_input=args.node_input,
+                                  dropout=args.dropout if args.onerec_dropout is None else args.onerec_dropout)
     model = OneRecModel(config)
-    train_config = TrainConfig(output_dir=out_dir / "onerec", max_steps=args.epochs * batches_per_epoch,
+    if config.node_input:
+        model.attach_trie(trie)
+    train_config = TrainConfig(output_dir=out_dir / "onerec", max_steps=total_steps,
                                log_every=batches_per_epoch, seed=args.seed, progress_bar=False)
     log(f"OneRec: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{train_config.max_steps} steps ({batches_per_epoch}/epoch)")
@@ -205,7 +242,8 @@ def main():
         return metrics
 
     _, result = train_onerec(model, train, item_codes, train_config,
-                             OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr),
+                             OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr,
+                                             warmup_steps=args.warmup_steps, lr_decay=args.lr_decay),
                              eval_fn=eval_fn if args.valid_users else None,
                              trie=None if args.unconstrained_training else trie)
     epoch_losses = result.losses[batches_per_epoch - 1::batches_per_epoch]
@@ -262,19 +300,7 @@ def main():
         alignment = (before, after, rounds)
 
     # ---- report --------------------------------------------------------------------------------------------------
-    print()
-    print(f"## bench_recommend — {args.dataset}, leave-last-out, full item set, seen items excluded")
-    print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, shared with other jobs (load {os.getloadavg()[0]:.1f})")
-    print(f"budget: {args.epochs} epochs each, batch {args.batch_size}, AdamW lr {args.lr}, d_model {args.d_model}, "
-          f"dropout {args.dropout}, max history {args.max_history}")
-    print()
-    print("| model | R@5 | N@5 | R@10 | N@10 | train s | train seq/s | eval s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {r['recall@5']:.4f} | {r['ndcg@5']:.4f} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
-              f"{r['train_s']:.0f} | {r['seq_per_s']:.1f} | {r['eval_s']:.0f} |")
+    print_results(args, results)
     if "SASRec (CE)" in results:
         ours, peer = results["OneRec (ours)"], results["SASRec (CE)"]
         print(f"\nNDCG@10 ratio OneRec / SASRec: {ours['ndcg@10'] / max(peer['ndcg@10'], 1e-12):.3f}; "

@@ -1,7 +1,7 @@
 """Tagger on synthetic shapes: held-out mAP and CPU training time, against a linear probe on colour/motion statistics.
 
     python benchmarks/bench_tagger.py                       # the embedded tagger (training time from its training.json)
-    python benchmarks/bench_tagger.py --train --steps 600   # train one now and time it, same data recipe
+    python benchmarks/bench_tagger.py --train               # train one now and time it, the embedded tagger's recipe
 
 Held-out clips use seeds far from the training seeds (0 .. N-1), drawn from the same recipe (ShapesConfig with
 static camera and 15% still objects; tags: shape, colour, direction, speed). mAP = mean over tags of average
@@ -83,8 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="tagger folder (default: the embedded one)")
     parser.add_argument("--train", action="store_true", help="train a fresh tagger now (timed) instead of loading")
-    parser.add_argument("--train-clips", type=int, default=2500)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--train-clips", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-clips", type=int, default=500)
     parser.add_argument("--probe-clips", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
@@ -99,10 +101,11 @@ def main() -> None:
     print(f"generated {args.eval_clips} held-out clips in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
     if args.train:
-        model = VideoTagger(VideoTaggerConfig(tags=SYNTHETIC_TAGS))
+        model = VideoTagger(VideoTaggerConfig(tags=SYNTHETIC_TAGS, appearance_channels=(16, 32, 64, 64)))
         result = train_tagger(model, SyntheticTagDataset(args.train_clips, seed=0),
                               TrainConfig(args.output_dir, max_steps=args.steps, log_every=50, progress_bar=False),
-                              TaggerTrainConfig(), augment=SYNTHETIC_AUGMENT)
+                              TaggerTrainConfig(batch_size=args.batch_size, learning_rate=args.lr),
+                              augment=SYNTHETIC_AUGMENT)
         train_seconds, source = result.wall_time, "measured in this run"
         train_clips, steps = args.train_clips, args.steps
     else:

@@ -101,12 +101,14 @@ class SASRec(nn.Module):
 
 
 def train_sasrec(model: SASRec, loader, epochs: int, lr: float = 1e-3, weight_decay: float = 0.0,
-                 log=print, eval_fn=None) -> dict:
+                 log=print, eval_fn=None, lr_schedule=None) -> dict:
     """Plain AdamW loop (the reference uses Adam, lr 1e-3); returns {'seconds', 'sequences_per_second', 'losses'}.
 
     eval_fn(model) -> dict runs after each epoch (eval mode, not counted in the training time) and is logged.
+    lr_schedule(step) -> factor of lr at optimizer step `step` (None: constant, as the reference).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule) if lr_schedule else None
     model.train()
     start, sequences, losses, paused = time.perf_counter(), 0, [], 0.0
     for epoch in range(epochs):
@@ -116,6 +118,8 @@ def train_sasrec(model: SASRec, loader, epochs: int, lr: float = 1e-3, weight_de
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += loss.detach()
             sequences += batch["history_items"].shape[0]
         losses.append(total.item() / len(loader))

@@ -2,7 +2,7 @@
 
     python examples/finetune_tagger.py --csv labels.csv --out runs/tagger --steps 1000
     python examples/finetune_tagger.py --folder videos/ --init videoai/assets/understand/tagger --out runs/tagger
-    python examples/finetune_tagger.py --synthetic 2000 --steps 500 --out runs/shapes   # the embedded default's recipe
+    python examples/finetune_tagger.py --synthetic 6000 --eval-clips 200 --threads 1 --out runs/shapes  # embedded recipe
 """
 
 import argparse
@@ -33,14 +33,16 @@ def main() -> None:
     parser.add_argument("--init", default=None, help="start from this VideoTagger folder (head re-sized to the tags)")
     parser.add_argument("--out", required=True, help="output dir: checkpoints, train_log.jsonl, model/")
     parser.add_argument("--export", default=None, help="also write the final model to this folder")
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-clips", type=int, default=0, help="held-out synthetic clips for mAP (synthetic only)")
     parser.add_argument("--checkpoint-every", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --out")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--appearance-channels", default="16,32,64,64",
+                        help="per-frame shape CNN of a new tagger, comma-separated channels ('' for none)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +61,9 @@ def main() -> None:
         dataset = LabelledVideoDataset.from_folder(args.folder, num_frames=num_frames, size=size)
 
     torch.manual_seed(args.seed)
-    model = base.with_tags(dataset.tags) if base is not None else VideoTagger(VideoTaggerConfig(tags=dataset.tags))
+    appearance = [int(c) for c in args.appearance_channels.split(",") if c.strip()]
+    model = (base.with_tags(dataset.tags) if base is not None
+             else VideoTagger(VideoTaggerConfig(tags=dataset.tags, appearance_channels=appearance)))
     config = TrainConfig(args.out, max_steps=args.steps, log_every=25, seed=args.seed,
                          eval_every=100 if eval_dataset is not None else None,
                          checkpoint_every=args.checkpoint_every, resume_from="latest" if args.resume else None)

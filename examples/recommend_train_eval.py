@@ -14,14 +14,13 @@ from pathlib import Path
 from accelerate import PartialState
 
 from videoai.recommend import (
-    OneRecModel,
     OneRecRecommender,
     OptimizerConfig,
     SemanticIDTokenizer,
-    config_for_tokenizer,
     evaluate_onerec,
     leave_last_out,
     make_train_loader,
+    model_for_tokenizer,
     read_interactions,
     read_user_sequences,
     train_onerec,
@@ -47,12 +46,13 @@ def main():
     split = leave_last_out(data)
     tokenizer = SemanticIDTokenizer.from_sequences(split.train, sorted(data.items), args.levels, args.codebook_size)
     train = [tokenizer.item_index(seq) for seq in split.train]
-    model = OneRecModel(config_for_tokenizer(tokenizer, d_model=args.d_model, d_ff=4 * args.d_model, dropout=0.3,
-                                             moe_dispatch="dense"))
+    model = model_for_tokenizer(tokenizer, d_model=args.d_model, d_ff=4 * args.d_model, dropout=0.3,
+                                moe_dispatch="dense")
     steps = args.epochs * len(make_train_loader(train, tokenizer.codes, args.batch_size))
     train_onerec(model, train, tokenizer.codes,
                  TrainConfig(output_dir=Path(args.output) / "train", max_steps=steps, checkpoint_every=steps),
-                 OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr), trie=tokenizer.trie)
+                 OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr, lr_decay="cosine"),
+                 trie=tokenizer.trie)
 
     if not PartialState().is_main_process:  # evaluate and save once
         return

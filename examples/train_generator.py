@@ -31,6 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint is enough (ours)
     recipe = dataclasses.replace(
         defaults, output_dir=args.output_dir, vae_steps=args.vae_steps, vae_full_steps=args.vae_full_steps,
         transformer_steps=args.transformer_steps,

@@ -92,3 +92,54 @@ def test_item_index_embedding(item_codes, trie, make_config):
 def test_bad_config(make_config):
     with pytest.raises(ValueError, match="divisible"):
         OneRecModel(make_config(d_model=15))
+
+
+@pytest.mark.parametrize("node_levels", [1, 2, 3])
+def test_node_scores_equal_the_dense_formula(make_config, item_codes, trie, node_levels):
+    """Ranged / sparse scoring of prefix-node children == hidden . node_embedding[child] for every child."""
+    from videoai.recommend import prefix_node_count, trie_targets
+
+    torch.manual_seed(0)
+    model = OneRecModel(make_config(num_prefix_nodes=prefix_node_count(trie, node_levels), node_levels=node_levels))
+    torch.nn.init.normal_(model.node_embedding.weight, std=0.5)
+    targets = trie_targets(trie, model, item_codes[None, :, None])  # (1, N, 1, L): every item
+    hidden = torch.randn(1, item_codes.shape[0], 3, 16)  # (B, R, S, D)
+    steps = torch.arange(3)
+    logits = model.step_logits(hidden, steps, targets)
+    weight = model.token_embedding.weight.view(3, 8, 16)
+    expected = torch.einsum("brsd,svd->brsv", hidden, weight)
+    child = targets.child_nodes
+    known = (child >= 0) & (child < model.config.num_prefix_nodes)
+    node = (hidden[..., None, :] * model.node_embedding.weight[child.clamp(0, model.config.num_prefix_nodes - 1)]
+            ).sum(-1) * known * (steps < node_levels)[:, None]
+    expected = (expected + node).masked_fill(child < 0, float("-inf"))
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_node_input_ties_path_nodes_into_the_encoder(make_config, item_codes, trie, tmp_path):
+    from videoai.recommend import EvalCollator, beam_search, prefix_node_count
+
+    num_items = item_codes.shape[0]
+    config = make_config(num_items=num_items, num_prefix_nodes=prefix_node_count(trie, 3), node_levels=3,
+                         node_input=True)
+    torch.manual_seed(0)
+    model = OneRecModel(config).eval()
+    batch = EvalCollator(item_codes, 6)([(torch.arange(i, i + 5), -1) for i in range(3)])
+    args = batch["history_codes"], batch["history_mask"]
+    with pytest.raises(ValueError, match="attach_trie"):
+        model.encode(*args, history_items=batch["history_items"])
+    model.attach_trie(trie)
+    leaves = model.item_nodes[:, -1]
+    assert len(set(leaves.tolist())) == num_items  # the last path node is the item's own leaf
+    assert torch.equal(trie.lookup(item_codes), torch.arange(num_items))
+    memory, _ = model.encode(*args, history_items=batch["history_items"])
+    torch.nn.init.normal_(model.node_embedding.weight, std=0.5)  # tied: the node vectors move the encoder too
+    assert not torch.allclose(model.encode(*args, history_items=batch["history_items"])[0], memory)
+    out = beam_search(model, *args, trie, num_beams=5, history_items=batch["history_items"])
+    model.save_pretrained(tmp_path)
+    loaded = OneRecModel.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded.item_nodes, model.item_nodes)
+    again = beam_search(loaded, *args, trie, num_beams=5, history_items=batch["history_items"])
+    assert torch.equal(again.items, out.items) and torch.allclose(again.scores, out.scores)
+    with pytest.raises(ValueError, match="node_input"):
+        OneRecModel(make_config(node_input=True))

@@ -7,23 +7,28 @@ from videoai.recommend import (
     SemanticIDTokenizer,
     UnknownItemError,
     config_for_tokenizer,
+    model_for_tokenizer,
 )
 
 
-@pytest.fixture(params=["plain", "nodes+items"])
+@pytest.fixture(params=["plain", "nodes+items", "tied"])
 def recommender(request, make_config):
     generator = torch.Generator().manual_seed(0)
     embeddings = torch.randn(32, 6, generator=generator)
     tokenizer = SemanticIDTokenizer(levels=2, codebook_size=4, iters=3).fit(embeddings, [f"v{i}" for i in range(32)])
     torch.manual_seed(0)
+    tiny = make_config().to_dict()
+    for key in ("num_levels", "codebook_size", "num_items", "num_prefix_nodes", "node_levels", "node_input"):
+        tiny.pop(key)
     if request.param == "plain":
         config = make_config(codebook_size=tokenizer.vocab_size, session_length=2)
-    else:  # prefix-node output embeddings + item-index embeddings in the encoder
-        tiny = make_config().to_dict()
-        for key in ("num_levels", "codebook_size", "num_items", "num_prefix_nodes", "node_levels"):
-            tiny.pop(key)
+    elif request.param == "nodes+items":  # prefix-node output embeddings + item-index embeddings in the encoder
         config = config_for_tokenizer(tokenizer, node_levels=2, **{**tiny, "session_length": 2})
         assert config.num_items == 32 and config.num_prefix_nodes > 1
+    else:  # the recommended model: nodes at every level, tied into the encoder through each item's trie path
+        model = model_for_tokenizer(tokenizer, **{**tiny, "session_length": 2})
+        assert model.config.node_levels == tokenizer.num_levels and (model.item_nodes >= 0).all()
+        return OneRecRecommender(model.eval(), tokenizer)
     return OneRecRecommender(OneRecModel(config).eval(), tokenizer)
 
 

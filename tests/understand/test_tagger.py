@@ -30,7 +30,7 @@ TAGS = ["cat", "dog", "car"]
 
 def tiny_config(**overrides) -> VideoTaggerConfig:
     kwargs = dict(tags=TAGS, num_frames=4, height=16, width=16, patch_size=(2, 8, 8), hidden_size=24, num_layers=1,
-                  num_heads=2)
+                  num_heads=2, appearance_channels=())
     kwargs.update(overrides)
     return VideoTaggerConfig(**kwargs)
 
@@ -58,6 +58,20 @@ def test_forward_shapes_and_loss():
     assert model.preprocess(frames(num_frames=4, height=20, width=36)).shape == (1, 4, 3, 16, 16)
     half = tiny_model().to(torch.bfloat16)  # a bf16 model takes the float32 preprocess output
     assert torch.allclose(half(pixels).logits.float(), out.logits, atol=0.1)
+
+
+def test_appearance_branch_adds_max_pooled_frame_features():
+    model = tiny_model(appearance_channels=(4, 8), appearance_frames=2)
+    x = torch.randn(2, 4, 3, 16, 16)
+    assert model(x).embeddings.shape == (2, 48 + 8)
+    # Max over positions: the branch's features of a frame do not depend on where an object sits (up to borders).
+    blob = torch.zeros(1, 4, 3, 16, 16)
+    blob[..., 6:10, 6:10] = 1.0
+    with torch.no_grad():
+        shifted = model.appearance(blob.roll(2, dims=-1))
+        assert torch.allclose(model.appearance(blob), shifted, atol=1e-5)
+    with pytest.raises(ValueError, match="appearance_frames"):
+        tiny_config(appearance_channels=(4,), appearance_frames=5)
 
 
 def test_positions_matter():

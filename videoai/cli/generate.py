@@ -36,8 +36,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--frames", type=positive_int, help="number of frames, 4k+1 (default: the model's)")
     parser.add_argument("--steps", type=positive_int, default=20, help="denoising steps (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    parser.add_argument("--guidance-scale", type=float, default=1.0,
-                        help="> 1 pushes harder towards the paths (classifier-free guidance; default: 1, off)")
+    parser.add_argument("--guidance-scale", type=float, default=3.0,
+                        help="> 1 pushes harder towards the paths (classifier-free guidance, two transformer passes "
+                             "per step; default: 3, the embedded model's best; 1 turns it off)")
     parser.add_argument("--prompt", help="text prompt (only for pipelines with a text encoder)")
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos (default: 8)")
     add_device_flag(parser)

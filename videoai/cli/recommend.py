@@ -27,8 +27,8 @@ LOG_FORMATS = ("auto", "sequences", "interactions")
 LOG_HELP = ("interaction log: 'user,item,timestamp[,label]' rows (CSV/TSV, optional header) or 'user item item ...' "
             "lines (one user per line, items in time order)")
 
-BEAMS_HELP = ("beam width (default: the largest k); items already in a history are excluded at the last token, "
-              "so a narrow beam can return fewer than k items: widen it if so")
+BEAMS_HELP = ("beam width (default: twice the largest k); users left with fewer than k unseen items are searched "
+              "again with wider beams")
 
 
 def add_parser(subparsers) -> None:
@@ -181,13 +181,12 @@ def _default_codebook_size(num_items: int) -> int:
 
 def run_train(args: argparse.Namespace) -> None:
     from videoai.recommend import (
-        OneRecConfig,
-        OneRecModel,
         OneRecRecommender,
         OptimizerConfig,
         SemanticIDTokenizer,
         leave_last_out,
         make_train_loader,
+        model_for_tokenizer,
         train_onerec,
     )
     from videoai.train import TrainConfig
@@ -204,13 +203,13 @@ def run_train(args: argparse.Namespace) -> None:
     tokenizer = SemanticIDTokenizer.from_sequences(split.train, items, levels=args.levels, codebook_size=codebook_size,
                                                    embedding_dim=embedding_dim, seed=args.seed)
     train = [tokenizer.item_index(sequence) for sequence in split.train]
-    model = OneRecModel(OneRecConfig(num_levels=tokenizer.num_levels, codebook_size=tokenizer.vocab_size,
-                                     max_history=args.max_history, d_model=args.d_model, d_ff=4 * args.d_model))
+    model = model_for_tokenizer(tokenizer, max_history=args.max_history, d_model=args.d_model, d_ff=4 * args.d_model)
     steps = args.steps or 2 * len(make_train_loader(train, tokenizer.codes, args.batch_size, args.max_history))
     _, result = train_onerec(model, train, tokenizer.codes,
                              TrainConfig(output_dir=out / "train", max_steps=steps, seed=max(args.seed, 0),
                                          progress_bar=show_progress()),
-                             OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr))
+                             OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr, lr_decay="cosine"),
+                             trie=tokenizer.trie)
     with quiet_model_loading():
         OneRecRecommender(model, tokenizer).save_pretrained(out)
     report = {"model": str(out), "log": args.log, "users": len(data), "items": len(items),

@@ -31,6 +31,7 @@ class DemoConfig:
     tracks: str | None = None  # tracks JSON (see Tracks.from_json); default: that clip's object paths
     seed: int = 0
     num_inference_steps: int = 20
+    guidance_scale: float = 3.0  # classifier-free guidance towards the paths (the default model's best, bench_generate)
     fps: float = 8.0
     catalogue_size: int = 256
     num_users: int = 400
@@ -66,6 +67,7 @@ def _create(config: DemoConfig, out: Path) -> tuple[np.ndarray, Tracks, dict]:
     image, tracks = _inputs(config, pipe.config.default_height, pipe.config.default_width)
     generator = torch.Generator(config.device).manual_seed(config.seed)
     result = pipe(image, tracks=tracks, num_inference_steps=config.num_inference_steps, generator=generator,
+                  guidance_scale=config.guidance_scale,
                   output_type="np")
     frames = to_uint8_video(result.frames[0])  # (T, H, W, 3)
     Image.fromarray(image).save(out / "input.png")

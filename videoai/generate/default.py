@@ -18,8 +18,8 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "generate"
 class TinyWanConfig:
     """Architecture of a small Wan I2V stack (no text or CLIP encoder): VAE with 2x2 patchify, 8x / 4x compression."""
 
-    z_dim: int = 16
-    vae_base_dim: int = 8
+    z_dim: int = 32
+    vae_base_dim: int = 12
     vae_dim_mult: tuple[int, ...] = (1, 2, 4)
     vae_num_res_blocks: int = 1
     num_layers: int = 4

@@ -30,7 +30,7 @@ from .data import (
 from .metrics import ndcg_at_k, ranking_metrics, recall_at_k
 from .model import DecoderState, OneRecConfig, OneRecModel, OneRecOutput
 from .moe import MoEFeedForward
-from .recommender import OneRecRecommender, config_for_tokenizer
+from .recommender import OneRecRecommender, config_for_tokenizer, model_for_tokenizer
 from .reward import (
     EngagementDataset,
     RewardModel,
@@ -45,6 +45,7 @@ from .semantic_ids import SemanticIDTokenizer, UnknownItemError
 from .trainer import (
     OptimizerConfig,
     evaluate_onerec,
+    lr_multiplier,
     make_train_loader,
     next_token_loss,
     recommend_indices,
@@ -92,7 +93,9 @@ __all__ = [
     "freeze",
     "items_to_codes",
     "leave_last_out",
+    "lr_multiplier",
     "make_train_loader",
+    "model_for_tokenizer",
     "ndcg_at_k",
     "next_token_loss",
     "pad_left",

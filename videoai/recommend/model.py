@@ -26,7 +26,8 @@ class OneRecConfig(PretrainedConfig):
                  expert_d_ff: int | None = None, capacity_factor: float = 1.25, moe_dispatch: str = "capacity",
                  dropout: float = 0.2, num_user_buckets: int = 0, context_dim: int = 0,
                  aux_loss_weight: float = 0.01, tie_output: bool = True, initializer_range: float = 0.02,
-                 num_items: int = 0, num_prefix_nodes: int = 0, node_levels: int = 2, **kwargs):
+                 num_items: int = 0, num_prefix_nodes: int = 0, node_levels: int = 2, node_input: bool = False,
+                 **kwargs):
         self.num_levels, self.codebook_size, self.session_length = num_levels, codebook_size, session_length
         self.max_history, self.d_model, self.num_heads = max_history, d_model, num_heads
         self.num_encoder_layers, self.num_decoder_layers, self.d_ff = num_encoder_layers, num_decoder_layers, d_ff
@@ -45,6 +46,10 @@ class OneRecConfig(PretrainedConfig):
         # node_levels levels and are added to the decoder input, giving prefix-specific capacity that the
         # per-level token embeddings (shared by all prefixes) lack. Needs trie_targets in forward/decoding.
         self.num_prefix_nodes, self.node_levels = num_prefix_nodes, node_levels
+        # True (needs num_items and num_prefix_nodes > 0): the encoder also adds the prefix-node embeddings on each
+        # history item's trie path, the same vectors that score those nodes as outputs (input/output tying, as
+        # SASRec ties its item embeddings); the path table comes from OneRecModel.attach_trie
+        self.node_input = node_input
         super().__init__(**kwargs)
 
 
@@ -100,6 +105,11 @@ class OneRecModel(PreTrainedModel):
         self.bos = nn.Parameter(torch.zeros(d))
         self.step_position = nn.Embedding(config.session_length * levels, d)
         self.node_embedding = nn.Embedding(config.num_prefix_nodes, d) if config.num_prefix_nodes else None
+        if config.node_input and not (config.num_items and config.num_prefix_nodes):
+            raise ValueError(f"node_input=True needs num_items > 0 and num_prefix_nodes > 0, got num_items="
+                             f"{config.num_items}, num_prefix_nodes={config.num_prefix_nodes}")
+        if config.node_input:  # trie nodes on each item's path (depth 1..L), -1 = none; saved with the weights
+            self.register_buffer("item_nodes", torch.full((config.num_items, levels), -1, dtype=torch.long))
         self.decoder_layers = nn.ModuleList(
             DecoderLayer(d, config.num_heads, config.d_ff, config.dropout,
                          num_experts=config.num_experts if (i + 1) % max(config.moe_every, 1) == 0 else 0,
@@ -122,6 +132,23 @@ class OneRecModel(PreTrainedModel):
                 init.normal_(param, std=std)
             for param in (module.b_in, module.b_out):
                 init.zeros_(param)
+
+    @torch.no_grad()
+    def attach_trie(self, trie) -> "OneRecModel":
+        """Fill the item -> path-node table used by node_input from a PrefixTrie over this model's items."""
+        from .constraints import TrieTables
+
+        if not self.config.node_input:
+            raise ValueError("attach_trie: this model has config.node_input=False (no path-node input to fill)")
+        codes = trie.codes.to(self.item_nodes.device)
+        if codes.shape != self.item_nodes.shape:
+            raise ValueError(f"attach_trie: the trie has codes of shape {tuple(codes.shape)}, expected "
+                             f"(num_items, num_levels) = {tuple(self.item_nodes.shape)}")
+        tables = TrieTables.of(trie, self.config.codebook_size, codes.device)
+        before = tables.paths(codes)  # (N, L): node before each token
+        leaf = tables.children[before[:, -1], codes[:, -1]]  # (N,)
+        self.item_nodes.copy_(torch.cat([before[:, 1:], leaf[:, None]], 1))  # (N, L): node after each token
+        return self
 
     # ---- encoder -------------------------------------------------------------------------------------------------
     def embed_items(self, codes: torch.Tensor) -> torch.Tensor:
@@ -147,6 +174,13 @@ class OneRecModel(PreTrainedModel):
             if history_items is None:
                 raise ValueError("this model has config.num_items > 0: pass history_items (B, T) item indices")
             items = items + self.item_embedding(history_items.clamp(0, self.config.num_items - 1))
+            if self.config.node_input:
+                if bool((self.item_nodes[:, 0] < 0).all()):
+                    raise ValueError("this model has config.node_input=True: call model.attach_trie(trie) first")
+                nodes = self.item_nodes[history_items.clamp(0, self.config.num_items - 1)]  # (B, T, L)
+                known = (nodes >= 0) & (nodes < self.config.num_prefix_nodes)
+                path = self.node_embedding(nodes.clamp(0, self.config.num_prefix_nodes - 1)) * known[..., None]
+                items = items + path.sum(-2)  # (B, T, D)
         items = items * history_mask[..., None]
         prefix = self.prefix.expand(batch, 1, -1)  # (B, 1, D)
         if self.user_embedding is not None and user_ids is not None:
@@ -179,14 +213,31 @@ class OneRecModel(PreTrainedModel):
             return logits
         children = trie.child_nodes  # (..., S, V)
         if self.node_embedding is not None:
-            selected = ((steps % levels) < self.config.node_levels).nonzero().squeeze(-1)  # steps scored by nodes
-            num_nodes = self.config.num_prefix_nodes
-            child = children.index_select(-2, selected)  # (..., S', V)
-            scores = hidden.index_select(-2, selected) @ self.node_embedding.weight.T  # (..., S', P)
-            known = (child >= 0) & (child < num_nodes)
-            node_term = scores.gather(-1, child.clamp(0, num_nodes - 1)) * known  # (..., S', V)
-            logits = logits.index_add(-2, selected, node_term.to(logits.dtype))
+            for step in ((steps % levels) < self.config.node_levels).nonzero().flatten().tolist():
+                node_term = self._node_term(hidden[..., step, :], children[..., step, :])  # (..., V)
+                if node_term is not None:
+                    logits = logits.index_add(-2, steps.new_tensor([step]), node_term[..., None, :].to(logits.dtype))
         return logits.masked_fill(children < 0, float("-inf")) if trie.constrain else logits
+
+    def _node_term(self, hidden: torch.Tensor, child: torch.Tensor) -> torch.Tensor | None:
+        """hidden (..., D) . node_embedding[child] for child nodes (..., V) (0 where unknown); None if none known.
+
+        Children of one level are a contiguous id range (nodes are numbered by depth), so shallow levels score
+        against that range only; deep levels, where nearly every node has one child, gather just the valid pairs.
+        """
+        known = (child >= 0) & (child < self.config.num_prefix_nodes)  # (..., V)
+        pairs = known.nonzero(as_tuple=True)
+        if not pairs[0].numel():
+            return None
+        valid = child[pairs]  # (nnz,)
+        low, high = int(valid.min()), int(valid.max())
+        rows, width = known[..., 0].numel(), high - low + 1
+        weight = self.node_embedding.weight
+        if pairs[0].numel() * hidden.shape[-1] < rows * width:  # few pairs: gather them (nnz x D) instead
+            term = (hidden[pairs[:-1]] * weight[valid]).sum(-1)  # (nnz,)
+            return hidden.new_zeros(child.shape).index_put(pairs, term)
+        scores = hidden @ weight[low:high + 1].T  # (..., width)
+        return scores.gather(-1, (child - low).clamp(0, width - 1)) * known
 
     def embed_steps(self, previous: torch.Tensor | None, steps: torch.Tensor, batch_shape,
                     prefix_nodes: torch.Tensor | None = None) -> torch.Tensor:

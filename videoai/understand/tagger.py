@@ -32,8 +32,15 @@ class VideoTaggerConfig(PretrainedConfig):
         height: int = 64,
         width: int = 64,
         patch_size: tuple[int, int, int] = (2, 16, 16),  # (pt, ph, pw) tubelet in pixels, one token each
-        stem_channels: tuple[int, ...] = (16, 32),  # per-frame stride-2 3x3 convs before patchify; () for none
+        # Per-frame stride-2 3x3 convs before patchify; () for none. Three reach a 15-pixel receptive field, the size
+        # of a whole synthetic shape (8-14 px), so each feature cell can see a shape's outline, not just its colour.
+        stem_channels: tuple[int, ...] = (32, 64, 128),
         temporal_difference: bool = True,  # add x_t - x_{t-1} as 3 more input channels: motion made explicit
+        # A per-frame CNN (first conv at full resolution) max-pooled over positions, on `appearance_frames` frames:
+        # small objects' shapes, which 16-pixel tubelet tokens blur. () (none) by default so that saved taggers
+        # without this key load as they were; the embedded tagger uses (16, 32, 64, 64).
+        appearance_channels: tuple[int, ...] = (),
+        appearance_frames: int = 2,
         hidden_size: int = 128,
         num_layers: int = 4,
         num_heads: int = 4,
@@ -72,6 +79,9 @@ class VideoTaggerConfig(PretrainedConfig):
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         self.patch_size, self.stem_channels = list(patch_size), stem_channels
         self.temporal_difference = bool(temporal_difference)
+        self.appearance_channels, self.appearance_frames = [int(c) for c in appearance_channels], int(appearance_frames)
+        if self.appearance_channels and not 1 <= self.appearance_frames <= self.num_frames:
+            raise ValueError(f"appearance_frames: expected an int in [1, num_frames={self.num_frames}], got {appearance_frames}")
         self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.mlp_ratio, self.dropout, self.rope_theta = mlp_ratio, dropout, rope_theta
         self.image_mean, self.image_std = list(image_mean), list(image_std)
@@ -156,6 +166,23 @@ class ConvStem(nn.Module):
         return x.unflatten(0, (B, T)).transpose(1, 2)  # (B, C, T, H/s, W/s)
 
 
+class AppearanceBranch(nn.Module):
+    """Per-frame CNN, full-resolution first conv then stride-2 convs, max-pooled over frames and positions."""
+
+    def __init__(self, channels: list[int]):
+        super().__init__()
+        layers, previous = [], 3
+        for i, c in enumerate(channels):
+            layers += [nn.Conv2d(previous, c, 3, stride=1 if i == 0 else 2, padding=1), nn.GELU()]
+            previous = c
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        x = self.layers(x.flatten(0, 1))  # (B*T, 3, H, W) -> (B*T, C, h, w)
+        return x.amax(dim=(2, 3)).unflatten(0, (B, -1)).amax(dim=1)  # (B, C): max over positions, then frames
+
+
 class VideoTagger(PreTrainedModel):
     """Video -> per-tag logits (multi-label, BCE) and a pooled embedding; `save_pretrained` writes safetensors."""
 
@@ -181,8 +208,13 @@ class VideoTagger(PreTrainedModel):
             self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
             width = config.hidden_size
         # Mean and max over tokens: the mean summarises the scene, the max keeps small objects a mean would dilute.
-        self.norm = nn.LayerNorm(2 * width)
-        self.head = nn.Linear(2 * width, config.num_tags)
+        width = 2 * width
+        self.appearance = None
+        if config.appearance_channels:
+            self.appearance = AppearanceBranch(config.appearance_channels)
+            width += config.appearance_channels[-1]
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, config.num_tags)
         self._rope_cache: dict = {}
         self.post_init()
 
@@ -207,7 +239,7 @@ class VideoTagger(PreTrainedModel):
         return self._rope_cache[key]
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) normalised pixels -> (B, 2 * hidden) pooled features (token mean and max)."""
+        """(B, T, 3, H, W) normalised pixels -> (B, F) pooled features (token mean and max, appearance max)."""
         if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
             raise ValueError(f"pixel_values: expected (B, T, 3, H, W), got {tuple(pixel_values.shape)}")
         if not pixel_values.is_floating_point():
@@ -224,8 +256,12 @@ class VideoTagger(PreTrainedModel):
             cos, sin = self._rope(grid, x.device)
             for block in self.blocks:
                 x = block(x, cos, sin)
-        pooled = torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=-1)  # (B, N, D) -> (B, 2D)
-        return self.norm(pooled)
+        pooled = [x.mean(dim=1), x.amax(dim=1)]  # (B, N, D) -> 2 x (B, D)
+        if self.appearance is not None:
+            T, step = pixel_values.shape[1], max(1, pixel_values.shape[1] // self.config.appearance_frames)
+            frames = pixel_values[:, ::step][:, :self.config.appearance_frames]  # (B, T', 3, H, W) spread over the clip
+            pooled.append(self.appearance(frames.to(self.head.weight.dtype)))  # (B, C)
+        return self.norm(torch.cat(pooled, dim=-1))
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> VideoTaggerOutput:
         """pixel_values (B, T, 3, H, W); labels (B, V) multi-hot in [0, 1] -> logits (B, V), embeddings, loss."""
@@ -281,7 +317,7 @@ class VideoTagger(PreTrainedModel):
             tags=tags, num_frames=backbone.config.num_frames,
             height=size if isinstance(size, int) else size[0], width=size if isinstance(size, int) else size[1],
             image_mean=image_mean or (0.485, 0.456, 0.406), image_std=image_std or (0.229, 0.224, 0.225),
-            stem_channels=(), temporal_difference=False, backbone_config=backbone.config.to_dict(), **config_kwargs,
+            stem_channels=(), temporal_difference=False, appearance_channels=(), backbone_config=backbone.config.to_dict(), **config_kwargs,
         )
         model = cls(config)
         model.backbone.load_state_dict(backbone.state_dict())

@@ -165,9 +165,10 @@ class Augment:
         return out[0], out[1]
 
 
-# Upright triangles and stars are mirror-symmetric, so a mirror only swaps left/right; reversing time swaps both axes.
+# Time reversal only: it swaps both motion axes and leaves every shape as drawn. No mirror: squares, triangles and
+# crosses are drawn tilted by +11 degrees, so a mirrored clip shows -11 degree shapes that held-out clips never have.
 SYNTHETIC_AUGMENT = Augment(
-    hflip=True, reverse=True,
+    hflip=False, reverse=True,
     hflip_swaps=[("direction:left", "direction:right")],
     reverse_swaps=[("direction:left", "direction:right"), ("direction:up", "direction:down")],
 )
