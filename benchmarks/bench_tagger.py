@@ -84,9 +84,9 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="tagger folder (default: the embedded one)")
     parser.add_argument("--train", action="store_true", help="train a fresh tagger now (timed) instead of loading")
     parser.add_argument("--train-clips", type=int, default=6000)
-    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--eval-clips", type=int, default=500)
     parser.add_argument("--probe-clips", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
@@ -101,7 +101,7 @@ def main() -> None:
     print(f"generated {args.eval_clips} held-out clips in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
     if args.train:
-        model = VideoTagger(VideoTaggerConfig(tags=SYNTHETIC_TAGS, appearance_channels=(16, 32, 64, 64)))
+        model = VideoTagger(VideoTaggerConfig(tags=SYNTHETIC_TAGS))
         result = train_tagger(model, SyntheticTagDataset(args.train_clips, seed=0),
                               TrainConfig(args.output_dir, max_steps=args.steps, log_every=50, progress_bar=False),
                               TaggerTrainConfig(batch_size=args.batch_size, learning_rate=args.lr),

@@ -2,7 +2,7 @@
 
     python examples/finetune_tagger.py --csv labels.csv --out runs/tagger --steps 1000
     python examples/finetune_tagger.py --folder videos/ --init videoai/assets/understand/tagger --out runs/tagger
-    python examples/finetune_tagger.py --synthetic 6000 --eval-clips 200 --threads 1 --out runs/shapes  # embedded recipe
+    python examples/finetune_tagger.py --synthetic 6000 --eval-clips 200 --threads 1 --out runs/shapes  # the embedded
 """
 
 import argparse
@@ -33,16 +33,16 @@ def main() -> None:
     parser.add_argument("--init", default=None, help="start from this VideoTagger folder (head re-sized to the tags)")
     parser.add_argument("--out", required=True, help="output dir: checkpoints, train_log.jsonl, model/")
     parser.add_argument("--export", default=None, help="also write the final model to this folder")
-    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--eval-clips", type=int, default=0, help="held-out synthetic clips for mAP (synthetic only)")
     parser.add_argument("--checkpoint-every", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --out")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--appearance-channels", default="16,32,64,64",
-                        help="per-frame shape CNN of a new tagger, comma-separated channels ('' for none)")
+    parser.add_argument("--appearance-channels", default="",
+                        help="per-frame shape CNN of a new tagger: comma-separated channels, e.g. 16,32,64,64")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -38,7 +38,7 @@ class VideoTaggerConfig(PretrainedConfig):
         temporal_difference: bool = True,  # add x_t - x_{t-1} as 3 more input channels: motion made explicit
         # A per-frame CNN (first conv at full resolution) max-pooled over positions, on `appearance_frames` frames:
         # small objects' shapes, which 16-pixel tubelet tokens blur. () (none) by default so that saved taggers
-        # without this key load as they were; the embedded tagger uses (16, 32, 64, 64).
+        # without this key load as they were; the embedded tagger has none (700 steps with it did not beat it).
         appearance_channels: tuple[int, ...] = (),
         appearance_frames: int = 2,
         hidden_size: int = 128,
@@ -81,7 +81,9 @@ class VideoTaggerConfig(PretrainedConfig):
         self.temporal_difference = bool(temporal_difference)
         self.appearance_channels, self.appearance_frames = [int(c) for c in appearance_channels], int(appearance_frames)
         if self.appearance_channels and not 1 <= self.appearance_frames <= self.num_frames:
-            raise ValueError(f"appearance_frames: expected an int in [1, num_frames={self.num_frames}], got {appearance_frames}")
+            raise ValueError(
+                f"appearance_frames: expected an int in [1, num_frames={self.num_frames}], got {appearance_frames}"
+            )
         self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.mlp_ratio, self.dropout, self.rope_theta = mlp_ratio, dropout, rope_theta
         self.image_mean, self.image_std = list(image_mean), list(image_std)
