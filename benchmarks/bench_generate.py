@@ -120,9 +120,10 @@ def workloads(pipe, args, device) -> dict:
         return lambda: pipe(image, tracks=track_arg, num_inference_steps=args.steps, guidance_scale=args.guidance,
                             generator=torch.Generator(device).manual_seed(0), output_type="np")
 
-    with torch.no_grad():
-        edited = apply_tracks(condition, tracks.to(device), pipe.vae_scale_factor_temporal, pipe.config.track_sigma,
-                              pipe.config.mark_tracks_in_mask)
+    def edit():  # the once-per-video cost of tracks: splat + mask marks
+        with torch.no_grad():
+            return apply_tracks(condition, tracks.to(device), pipe.vae_scale_factor_temporal,
+                                pipe.config.track_sigma, pipe.config.mark_tracks_in_mask)
 
     def step(cond):  # one denoising step as the pipeline runs it: the condition is edited once per video
         def run():
@@ -130,11 +131,7 @@ def workloads(pipe, args, device) -> dict:
                 return denoiser(latents, cond, timestep)
         return run
 
-    def edit():  # the once-per-video cost of tracks: splat + mask marks
-        with torch.no_grad():
-            return apply_tracks(condition, tracks.to(device), pipe.vae_scale_factor_temporal,
-                                pipe.config.track_sigma, pipe.config.mark_tracks_in_mask)
-
+    edited = edit()
     return {"generation/tracks": generation(tracks), "generation/no_tracks": generation(None),
             "step/tracks": step(edited), "step/no_tracks": step(condition),
             "apply_tracks (once)": edit}

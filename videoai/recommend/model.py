@@ -110,6 +110,7 @@ class OneRecModel(PreTrainedModel):
                              f"{config.num_items}, num_prefix_nodes={config.num_prefix_nodes}")
         if config.node_input:  # trie nodes on each item's path (depth 1..L), -1 = none; saved with the weights
             self.register_buffer("item_nodes", torch.full((config.num_items, levels), -1, dtype=torch.long))
+        self._item_nodes_filled = False  # host-side cache of has_item_nodes(), so encode does not sync every call
         self.decoder_layers = nn.ModuleList(
             DecoderLayer(d, config.num_heads, config.d_ff, config.dropout,
                          num_experts=config.num_experts if (i + 1) % max(config.moe_every, 1) == 0 else 0,
@@ -148,7 +149,14 @@ class OneRecModel(PreTrainedModel):
         before = tables.paths(codes)  # (N, L): node before each token
         leaf = tables.children[before[:, -1], codes[:, -1]]  # (N,)
         self.item_nodes.copy_(torch.cat([before[:, 1:], leaf[:, None]], 1))  # (N, L): node after each token
+        self._item_nodes_filled = True
         return self
+
+    def has_item_nodes(self) -> bool:
+        """Whether item_nodes holds trie paths (from attach_trie or loaded weights); read from the device once."""
+        if not self._item_nodes_filled:
+            self._item_nodes_filled = bool((self.item_nodes[:, 0] >= 0).any())
+        return self._item_nodes_filled
 
     # ---- encoder -------------------------------------------------------------------------------------------------
     def embed_items(self, codes: torch.Tensor) -> torch.Tensor:
@@ -175,7 +183,7 @@ class OneRecModel(PreTrainedModel):
                 raise ValueError("this model has config.num_items > 0: pass history_items (B, T) item indices")
             items = items + self.item_embedding(history_items.clamp(0, self.config.num_items - 1))
             if self.config.node_input:
-                if bool((self.item_nodes[:, 0] < 0).all()):
+                if not self.has_item_nodes():
                     raise ValueError("this model has config.node_input=True: call model.attach_trie(trie) first")
                 nodes = self.item_nodes[history_items.clamp(0, self.config.num_items - 1)]  # (B, T, L)
                 known = (nodes >= 0) & (nodes < self.config.num_prefix_nodes)

@@ -58,7 +58,7 @@ class OneRecRecommender:
                              f"num_items ({tokenizer.num_items})")
         self.model, self.tokenizer = model, tokenizer
         self.trie = tokenizer.trie.to(model.device)
-        if model.config.node_input and bool((model.item_nodes[:, 0] < 0).all()):
+        if model.config.node_input and not model.has_item_nodes():
             model.attach_trie(self.trie)
 
     def _indices(self, histories: Sequence[Sequence]) -> list[torch.Tensor]:

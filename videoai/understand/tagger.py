@@ -260,7 +260,7 @@ class VideoTagger(PreTrainedModel):
                 x = block(x, cos, sin)
         pooled = [x.mean(dim=1), x.amax(dim=1)]  # (B, N, D) -> 2 x (B, D)
         if self.appearance is not None:
-            T, step = pixel_values.shape[1], max(1, pixel_values.shape[1] // self.config.appearance_frames)
+            step = max(1, pixel_values.shape[1] // self.config.appearance_frames)
             frames = pixel_values[:, ::step][:, :self.config.appearance_frames]  # (B, T', 3, H, W) spread over the clip
             pooled.append(self.appearance(frames.to(self.head.weight.dtype)))  # (B, C)
         return self.norm(torch.cat(pooled, dim=-1))
@@ -319,7 +319,8 @@ class VideoTagger(PreTrainedModel):
             tags=tags, num_frames=backbone.config.num_frames,
             height=size if isinstance(size, int) else size[0], width=size if isinstance(size, int) else size[1],
             image_mean=image_mean or (0.485, 0.456, 0.406), image_std=image_std or (0.229, 0.224, 0.225),
-            stem_channels=(), temporal_difference=False, appearance_channels=(), backbone_config=backbone.config.to_dict(), **config_kwargs,
+            stem_channels=(), temporal_difference=False, appearance_channels=(),
+            backbone_config=backbone.config.to_dict(), **config_kwargs,
         )
         model = cls(config)
         model.backbone.load_state_dict(backbone.state_dict())
