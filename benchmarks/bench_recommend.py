@@ -79,6 +79,8 @@ def parse_args():
     p.add_argument("--align-users", type=int, default=4096)
     p.add_argument("--align-beta", type=float, default=0.1)
     p.add_argument("--align-lr", type=float, default=1e-4)
+    p.add_argument("--align-anchor-weight", type=float, default=0.0,
+                   help="next-token loss on each user's real last item during DPO (AlignmentConfig.anchor_weight)")
     p.add_argument("--reward-epochs", type=int, default=1)
     p.add_argument("--valid-users", type=int, default=1000, help="validation users scored after every epoch (0 = off)")
     p.add_argument("--item-embedding", action=argparse.BooleanOptionalAction, default=True,
@@ -92,6 +94,9 @@ def parse_args():
     p.add_argument("--unconstrained-training", action="store_true",
                    help="full-vocabulary softmax in training (default: softmax over the trie's valid children)")
     p.add_argument("--skip-sasrec", action="store_true")
+    p.add_argument("--load-onerec", default=None, metavar="DIR",
+                   help="evaluate and align a OneRecModel saved by an earlier run (its onerec_model folder, same "
+                        "--dataset/--levels/--codebook-size/--embedding-dim/--seed) instead of training one")
     p.add_argument("--skip-onerec", action="store_true", help="peer only (for tuning runs)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--seed", type=int, default=0)
@@ -226,28 +231,39 @@ def main():
                                   num_experts=args.num_experts, experts_top_k=2, expert_d_ff=args.expert_d_ff or None,
                                   moe_dispatch=args.moe_dispatch, node_input=args.node_input,
                                   dropout=args.dropout if args.onerec_dropout is None else args.onerec_dropout)
-    model = OneRecModel(config)
-    if config.node_input:
-        model.attach_trie(trie)
-    train_config = TrainConfig(output_dir=out_dir / "onerec", max_steps=total_steps,
-                               log_every=batches_per_epoch, seed=args.seed, progress_bar=False)
-    log(f"OneRec: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-        f"{train_config.max_steps} steps ({batches_per_epoch}/epoch)")
-    train_config.eval_every = batches_per_epoch if args.valid_users else None
+    if args.load_onerec:
+        model = OneRecModel.from_pretrained(args.load_onerec)
+        if (model.config.num_levels, model.config.codebook_size) != (config.num_levels, config.codebook_size):
+            raise SystemExit(f"--load-onerec: {args.load_onerec} has {model.config.num_levels} levels x "
+                             f"{model.config.codebook_size} codes, this run's tokenizer {config.num_levels} x "
+                             f"{config.codebook_size}")
+        if model.config.node_input:
+            model.attach_trie(trie)
+        result = argparse.Namespace(wall_time=float("nan"), samples_per_second=float("nan"))
+        log(f"OneRec: loaded {args.load_onerec} (not trained in this run)")
+    else:
+        model = OneRecModel(config)
+        if config.node_input:
+            model.attach_trie(trie)
+        train_config = TrainConfig(output_dir=out_dir / "onerec", max_steps=total_steps,
+                                   log_every=batches_per_epoch, seed=args.seed, progress_bar=False)
+        log(f"OneRec: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+            f"{train_config.max_steps} steps ({batches_per_epoch}/epoch)")
+        train_config.eval_every = batches_per_epoch if args.valid_users else None
 
-    def eval_fn(m):
-        metrics = ranking_metrics(recommend_indices(m, valid_history, item_codes, trie, 10, args.num_beams)[0],
-                                  valid_target)
-        log(f"OneRec validation ({len(valid_history)} users): {metrics}")
-        return metrics
+        def eval_fn(m):
+            metrics = ranking_metrics(recommend_indices(m, valid_history, item_codes, trie, 10, args.num_beams)[0],
+                                      valid_target)
+            log(f"OneRec validation ({len(valid_history)} users): {metrics}")
+            return metrics
 
-    _, result = train_onerec(model, train, item_codes, train_config,
-                             OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr,
-                                             warmup_steps=args.warmup_steps, lr_decay=args.lr_decay),
-                             eval_fn=eval_fn if args.valid_users else None,
-                             trie=None if args.unconstrained_training else trie)
-    epoch_losses = result.losses[batches_per_epoch - 1::batches_per_epoch]
-    log(f"OneRec train loss per epoch: {[round(loss, 4) for loss in epoch_losses]}")
+        _, result = train_onerec(model, train, item_codes, train_config,
+                                 OptimizerConfig(batch_size=args.batch_size, learning_rate=args.lr,
+                                                 warmup_steps=args.warmup_steps, lr_decay=args.lr_decay),
+                                 eval_fn=eval_fn if args.valid_users else None,
+                                 trie=None if args.unconstrained_training else trie)
+        epoch_losses = result.losses[batches_per_epoch - 1::batches_per_epoch]
+        log(f"OneRec train loss per epoch: {[round(loss, 4) for loss in epoch_losses]}")
     model.eval()
     model.save_pretrained(out_dir / "onerec_model")
     start = time.perf_counter()
@@ -294,7 +310,8 @@ def main():
         rounds = align(model, reward_model, [h for h in align_histories if len(h) >= 1], item_codes, trie,
                        AlignmentConfig(num_iterations=args.align_iterations, steps_per_iteration=args.align_steps,
                                        num_samples=10, beta=args.align_beta, learning_rate=args.align_lr,
-                                       seed=args.seed), out_dir / "align", log=log)
+                                       anchor_weight=args.align_anchor_weight, seed=args.seed),
+                       out_dir / "align", log=log)
         model.eval()
         after = reward_and_ndcg(model)
         alignment = (before, after, rounds)

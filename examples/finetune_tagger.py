@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --out")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--appearance-channels", default="",
-                        help="per-frame shape CNN of a new tagger: comma-separated channels, e.g. 16,32,64,64")
+    parser.add_argument("--appearance-channels", default="16,32,64",
+                        help="per-frame shape CNN of a new tagger: comma-separated channels ('' for none)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

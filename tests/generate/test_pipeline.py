@@ -63,6 +63,14 @@ def test_cfg_extrapolates_from_unconditional(tiny_pipe, image, monkeypatch):
     monkeypatch.setattr(tiny_pipe.transformer, "forward", spy)
     _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=1)
     assert seen == [2]  # conditional and unconditional halves run as one batch
+    seen.clear()
+    interval = _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=4, guidance_interval=0.5)
+    assert seen == [2, 2, 1, 1]  # guidance on the first half of the steps, then the conditional branch alone
+    monkeypatch.undo()
+    full = _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=4)
+    same = _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=4, guidance_interval=1.0)
+    np.testing.assert_array_equal(full.frames, same.frames)
+    assert np.abs(interval.frames - full.frames).max() > 1e-4
 
 
 def test_save_load_round_trip(tmp_path, tiny_pipe_with_adapter, image):
@@ -104,6 +112,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
     (dict(prompt="a red car"), ValueError, "no text_encoder"),
     (dict(output_type="gif"), ValueError, "output_type must be one of"),
     (dict(num_inference_steps=0), ValueError, "num_inference_steps"),
+    (dict(guidance_interval=0.0), ValueError, "guidance_interval must be a fraction"),
 ])
 def test_bad_inputs(tiny_pipe, image, kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -88,6 +88,21 @@ def test_resume_is_exact(tmp_path, encoded):
     assert resumed.losses == pytest.approx(straight.losses, rel=1e-5)
 
 
+def test_decay_phase_resumes_from_a_constant_lr_checkpoint(tmp_path, encoded):
+    """Warmup-stable-decay: a run extended with a decay phase from a constant-lr checkpoint equals one trained
+    straight with that schedule (how the default model's transformer gets its final decay)."""
+    constant = GeneratorTrainConfig(batch_size=4, learning_rate=3e-3, lr_warmup_steps=2)
+    decaying = replace(constant, lr_decay_steps=3)
+    straight, _ = _train(build_pipeline(TINY, seed=0), _dataset(encoded, decaying), decaying, tmp_path / "a", 7)
+    _train(build_pipeline(TINY, seed=0), _dataset(encoded, constant), constant, tmp_path / "b", 4, checkpoint_every=4)
+    resumed, _ = _train(build_pipeline(TINY, seed=0), _dataset(encoded, decaying), decaying, tmp_path / "b", 7,
+                        resume_from="latest")
+    assert resumed.losses == pytest.approx(straight.losses, rel=1e-5)
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        _train(build_pipeline(TINY, seed=0), _dataset(encoded, decaying), replace(decaying, lr_decay_steps=9),
+               tmp_path / "c", 7)
+
+
 def test_adapter_mode_trains_only_the_adapter(tmp_path, encoded):
     pipe = build_pipeline(TINY, seed=0)
     before = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}

@@ -119,3 +119,27 @@ def test_engagement_from_explicit_feedback():
     history, items, labels = examples[1]
     assert history.tolist() == [3, 4] and items.tolist() == [5] and labels.tolist() == [1.0]
     assert examples[0][2].tolist() == [0.0]
+
+
+def test_anchor_adds_the_real_session_nll(model, item_codes, trie):
+    histories = user_histories()
+    pairs = build_preference_pairs(model, IndexReward(), histories, item_codes, trie,
+                                   AlignmentConfig(num_samples=6, min_reward_gap=0.0), max_history=6)
+    anchored = pairs.with_anchors(session_length=1)
+    batch = PreferenceCollator(item_codes)([anchored[i] for i in range(3)])
+    history = torch.stack(histories[:3])  # (3, 4)
+    assert torch.equal(batch["anchor_history_items"], history[:, :-1])  # history before the real session
+    assert torch.equal(batch["anchor_session_codes"], item_codes[history[:, -1:]][:, None])  # (3, 1, M=1, L)
+    plain, _ = dpo_loss(model, batch, beta=0.5, trie=trie)
+    anchored_loss, _ = dpo_loss(model, batch, beta=0.5, trie=trie, anchor_weight=2.0)
+    from videoai.recommend.trainer import trie_targets
+
+    real = batch["anchor_session_codes"]
+    nll = -model.session_log_prob(batch["anchor_history_codes"], batch["anchor_history_mask"], real,
+                                  trie_targets=trie_targets(trie, model, real),
+                                  history_items=batch["anchor_history_items"]).mean() / real[0, 0].numel()
+    assert anchored_loss.item() == pytest.approx(plain.item() + 2.0 * nll.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="anchor_session_codes"):
+        dpo_loss(model, PreferenceCollator(item_codes)([pairs[0]]), anchor_weight=1.0)
+    short = pairs.with_anchors(session_length=4)  # every history has 4 items: none is longer than the session
+    assert len(short) == 0

@@ -60,16 +60,27 @@ def test_forward_shapes_and_loss():
     assert torch.allclose(half(pixels).logits.float(), out.logits, atol=0.1)
 
 
-def test_appearance_branch_adds_max_pooled_frame_features():
+def test_appearance_branch_has_its_own_logit_path():
     model = tiny_model(appearance_channels=(4, 8), appearance_frames=2)
     x = torch.randn(2, 4, 3, 16, 16)
-    assert model(x).embeddings.shape == (2, 48 + 8)
-    # Max over positions: the branch's features of a frame do not depend on where an object sits (up to borders).
-    blob = torch.zeros(1, 4, 3, 16, 16)
-    blob[..., 6:10, 6:10] = 1.0
+    trunk = tiny_model(appearance_channels=())
+    trunk.load_state_dict(model.state_dict(), strict=False)
     with torch.no_grad():
+        out = model(x)
+        assert out.embeddings.shape == (2, 48 + 8)
+        # The branch's head starts at zero: a new tagger starts as the trunk alone, then the branch adds its logits.
+        assert torch.allclose(out.logits, trunk(x).logits, atol=1e-6)
+        torch.nn.init.normal_(model.appearance_head.weight)
+        branch = model.appearance_head(out.embeddings[:, 48:])  # (B, V) from the branch's features alone
+        assert torch.allclose(model(x).logits, trunk(x).logits + branch, atol=1e-5)
+        # Max over positions: the branch's features of a frame do not depend on where an object sits (up to borders).
+        blob = torch.zeros(1, 4, 3, 16, 16)
+        blob[..., 6:10, 6:10] = 1.0
         shifted = model.appearance(blob.roll(2, dims=-1))
         assert torch.allclose(model.appearance(blob), shifted, atol=1e-5)
+    retagged = model.with_tags(["dog", "zebra"])  # the shared tag keeps both heads' rows
+    b = model.config.tags.index("dog")
+    assert torch.equal(retagged.appearance_head.weight[0], model.appearance_head.weight[b])
     with pytest.raises(ValueError, match="appearance_frames"):
         tiny_config(appearance_channels=(4,), appearance_frames=5)
 

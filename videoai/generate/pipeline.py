@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,7 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
 
     def check_inputs(self, image, prompt, negative_prompt, num_frames, height, width, num_inference_steps,
-                     guidance_scale, output_type) -> tuple[int, int, int]:
+                     guidance_scale, output_type, guidance_interval=1.0) -> tuple[int, int, int]:
         """Validate the call; returns (num_frames, height, width) with defaults filled in."""
         image_height, image_width = _image_size(image)
         if prompt is not None and not isinstance(prompt, str):
@@ -161,6 +162,9 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
         if not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
             raise ValueError(f"guidance_scale must be a number >= 0, got {guidance_scale!r}")
+        if isinstance(guidance_interval, bool) or not isinstance(guidance_interval, (int, float)) \
+                or not 0 < guidance_interval <= 1:
+            raise ValueError(f"guidance_interval must be a fraction of the steps in (0, 1], got {guidance_interval!r}")
         num_frames = num_frames or self.config.default_num_frames or 81
         check_num_frames(num_frames, self.vae_scale_factor_temporal)
         multiple = self.spatial_multiple
@@ -236,6 +240,7 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         width: int | None = None,
         num_inference_steps: int = 30,
         guidance_scale: float = 1.0,
+        guidance_interval: float = 1.0,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
@@ -252,11 +257,14 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         The image is resized to height x width (default: `default_height/width` of the config, else the image
         size rounded down to a multiple of 16); num_frames must be 4k + 1. guidance_scale > 1 runs classifier-free
         guidance against the same model without tracks (and with negative_prompt); it is skipped when there is
-        neither a track nor a prompt to guide by.
+        neither a track nor a prompt to guide by. guidance_interval in (0, 1]: guide only the first fraction of the
+        steps (the noisy ones, where layout and motion are decided; Kynkaanniemi et al. 2024 limit guidance to an
+        interval too); later steps run the conditional branch alone, at the cost of a generation without guidance.
         """
         # 1. Check inputs
         num_frames, height, width = self.check_inputs(image, prompt, negative_prompt, num_frames, height, width,
-                                                      num_inference_steps, guidance_scale, output_type)
+                                                      num_inference_steps, guidance_scale, output_type,
+                                                      guidance_interval)
         tracks = prepare_tracks(tracks, num_frames, width, height, _image_size(image))
         if tracks is not None and tracks.num_tracks == 0:
             tracks = None
@@ -284,23 +292,27 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             active[batch_size:] = 0.0  # the unconditional half runs the plain transformer
             adapter_dtype = self.motion_adapter.dtype
             modulations = self.motion_adapter(maps.to(adapter_dtype), active.to(adapter_dtype))
-        if do_cfg:
-            condition_input = torch.cat([track_condition, condition])  # (2B, f + C, L, h, w)
-            text_input = torch.cat([prompt_embeds, negative_embeds])
-            image_input = None if image_embeds is None else torch.cat([image_embeds, image_embeds])
-        else:
-            condition_input, text_input, image_input = track_condition, prompt_embeds, image_embeds
         dtype = self.transformer.dtype
-        condition_input = condition_input.to(dtype)
+        conditional_inputs = (track_condition.to(dtype), prompt_embeds, image_embeds,
+                              None if modulations is None else [(scale[:batch_size], shift[:batch_size])
+                                                                  for scale, shift in modulations])
+        if do_cfg:
+            guided_inputs = (torch.cat([track_condition, condition]).to(dtype),  # (2B, f + C, L, h, w)
+                             torch.cat([prompt_embeds, negative_embeds]),
+                             None if image_embeds is None else torch.cat([image_embeds, image_embeds]), modulations)
+        guided_steps = math.ceil(guidance_interval * num_inference_steps) if do_cfg else 0
 
         # 4. Denoising loop (flow matching: the transformer predicts the velocity noise - data)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
-            for t in self.scheduler.timesteps:
-                model_input = torch.cat([latents, latents]) if do_cfg else latents
+            for i, t in enumerate(self.scheduler.timesteps):
+                guide = i < guided_steps
+                model_input = torch.cat([latents, latents]) if guide else latents
+                condition_input, text_input, image_input, step_modulations = \
+                    guided_inputs if guide else conditional_inputs
                 velocity = denoiser(model_input.to(dtype), condition_input, t.expand(model_input.shape[0]),
-                                    text_input, image_input, modulations=modulations).float()
-                if do_cfg:
+                                    text_input, image_input, modulations=step_modulations).float()
+                if guide:
                     conditional, unconditional = velocity.chunk(2)
                     velocity = unconditional + guidance_scale * (conditional - unconditional)
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.optimization import get_scheduler
+from transformers.optimization import get_wsd_schedule
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 from torch.utils.data import DataLoader, Dataset
 
@@ -40,6 +41,10 @@ class GeneratorTrainConfig:
     weight_decay: float = 0.0
     lr_scheduler: str = "constant_with_warmup"  # any name of diffusers.optimization.get_scheduler
     lr_warmup_steps: int = 50
+    # > 0: warmup-stable-decay instead (transformers' get_wsd_schedule): lr_scheduler's constant lr, then a cosine
+    # decay to 0 over the last lr_decay_steps steps. A longer run resumed from a stable-phase checkpoint matches one
+    # trained from scratch, since the stable phase is the same at any length.
+    lr_decay_steps: int = 0
     lora_rank: int = 8
     weighting_scheme: str = "logit_normal"  # timestep density and loss weighting, as diffusers' SD3 trainers
     logit_mean: float = 0.0
@@ -203,8 +208,15 @@ def train_generator(pipe, dataset: Dataset, config: GeneratorTrainConfig, train_
     if not parameters:
         raise ValueError(f"mode={config.mode!r} left nothing to train")
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
-                                 num_training_steps=train_config.max_steps)
+    if config.lr_decay_steps:
+        if config.lr_warmup_steps + config.lr_decay_steps > train_config.max_steps:
+            raise ValueError(f"lr_warmup_steps + lr_decay_steps ({config.lr_warmup_steps} + {config.lr_decay_steps}) "
+                             f"must fit in max_steps={train_config.max_steps}")
+        lr_scheduler = get_wsd_schedule(optimizer, config.lr_warmup_steps, config.lr_decay_steps,
+                                        num_training_steps=train_config.max_steps)
+    else:
+        lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                     num_training_steps=train_config.max_steps)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
                         num_workers=config.num_workers)
     loss_fn = make_loss_fn(FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config), config)

@@ -32,6 +32,10 @@ class AlignmentConfig:
     num_samples: int = 8  # sessions sampled per user by beam search
     beta: float = 0.1
     sft_weight: float = 0.0  # optional next-token loss on the chosen session, per token
+    # Next-token loss on the user's real last session (history[:-M] -> history[-M:]), per token, added to DPO as
+    # OneRec mixes its NTP loss on logged data into preference training: it keeps the policy on what users did
+    # while the reward model pulls it elsewhere (without it, DPO chases the reward model's favourites).
+    anchor_weight: float = 0.0
     min_reward_gap: float = 0.05
     constrained: bool = True  # session log-probs under the trie-renormalised softmax (as constrained training)
     learning_rate: float = 1e-4
@@ -47,12 +51,23 @@ class PreferenceDataset(Dataset):
                  reference_logp: torch.Tensor, rewards: torch.Tensor):
         self.history, self.chosen, self.rejected = history, chosen, rejected
         self.reference_logp, self.rewards = reference_logp, rewards  # (P, 2) each: chosen, rejected
+        self.anchor_length = 0  # > 0: items also carry the history's last `anchor_length` items as a real session
+
+    def with_anchors(self, session_length: int) -> "PreferenceDataset":
+        """Keep the pairs whose history is longer than `session_length`; items then also carry the real session."""
+        keep = [i for i, h in enumerate(self.history) if len(h) > session_length]
+        index = torch.tensor(keep, dtype=torch.long)
+        out = PreferenceDataset([self.history[i] for i in keep], self.chosen[index], self.rejected[index],
+                                self.reference_logp[index], self.rewards[index])
+        out.anchor_length = session_length
+        return out
 
     def __len__(self) -> int:
         return len(self.history)
 
     def __getitem__(self, index: int):
-        return self.history[index], self.chosen[index], self.rejected[index], self.reference_logp[index]
+        return self.history[index], self.chosen[index], self.rejected[index], self.reference_logp[index], \
+            self.anchor_length
 
 
 class PreferenceCollator:
@@ -62,10 +77,16 @@ class PreferenceCollator:
         self.item_codes, self.max_length = item_codes, max_length
 
     def __call__(self, examples) -> dict[str, torch.Tensor]:
-        history, chosen, rejected, reference_logp = zip(*examples)
+        history, chosen, rejected, reference_logp, anchor_length = zip(*examples)
+        batch = {}
+        if anchor_length[0]:  # the real last session, after the history before it
+            m = anchor_length[0]
+            batch["anchor_history_items"] = pad_left([h[:-m][-self.max_length:] for h in history])  # (B, T')
+            batch.update(items_to_codes(batch["anchor_history_items"], self.item_codes, "anchor_history"))
+            batch["anchor_session_codes"] = self.item_codes[torch.stack([h[-m:] for h in history])][:, None]  # (B, 1, M, L)
         history = pad_left([h[-self.max_length:] for h in history])
         sessions = torch.stack([torch.stack(chosen), torch.stack(rejected)], 1)  # (B, 2, M)
-        batch = {"history_items": history, "reference_logp": torch.stack(reference_logp)}
+        batch.update({"history_items": history, "reference_logp": torch.stack(reference_logp)})
         batch.update(items_to_codes(history, self.item_codes, "history"))
         batch["session_codes"] = self.item_codes[sessions]  # (B, 2, M, L)
         return batch
@@ -111,10 +132,12 @@ def build_preference_pairs(reference, reward_model, histories: list[torch.Tensor
                              torch.cat(rewards))
 
 
-def dpo_loss(model, batch: dict, beta: float = 0.1, sft_weight: float = 0.0, trie=None) -> tuple[torch.Tensor, dict]:
+def dpo_loss(model, batch: dict, beta: float = 0.1, sft_weight: float = 0.0, trie=None,
+             anchor_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """DPO: -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) with session log-probs; dropout off (as TRL).
 
     trie: score sessions under the trie-constrained softmax (must match how reference_logp was computed).
+    anchor_weight: add the per-token NLL of the real session in batch["anchor_session_codes"] (see AlignmentConfig).
     """
     was_training = model.training
     model.eval()  # same network as the reference at step 0: the margin starts at exactly 0
@@ -122,6 +145,15 @@ def dpo_loss(model, batch: dict, beta: float = 0.1, sft_weight: float = 0.0, tri
         targets = None if trie is None else trie_targets(trie, model, batch["session_codes"])
         logp = model.session_log_prob(batch["history_codes"], batch["history_mask"], batch["session_codes"],
                                       trie_targets=targets, history_items=batch.get("history_items"))  # (B, 2)
+        anchor_logp = None
+        if anchor_weight:
+            if "anchor_session_codes" not in batch:
+                raise ValueError("anchor_weight > 0 needs batch['anchor_session_codes'] (PreferenceDataset.with_anchors)")
+            anchor = batch["anchor_session_codes"]  # (B, 1, M, L)
+            anchor_logp = model.session_log_prob(
+                batch["anchor_history_codes"], batch["anchor_history_mask"], anchor,
+                trie_targets=None if trie is None else trie_targets(trie, model, anchor),
+                history_items=batch["anchor_history_items"])[:, 0]  # (B, 1) -> (B,)
     finally:
         model.train(was_training)
     ratio = logp - batch["reference_logp"]  # (B, 2)
@@ -129,6 +161,8 @@ def dpo_loss(model, batch: dict, beta: float = 0.1, sft_weight: float = 0.0, tri
     loss = -F.logsigmoid(margin).mean()
     if sft_weight:
         loss = loss - sft_weight * logp[:, 0].mean() / batch["session_codes"][0, 0].numel()
+    if anchor_logp is not None:
+        loss = loss - anchor_weight * anchor_logp.mean() / batch["anchor_session_codes"][0, 0].numel()
     logs = {"margin": margin.mean().detach(), "pair_accuracy": (margin > 0).float().mean().detach(),
             "chosen_logp": logp[:, 0].mean().detach(), "rejected_logp": logp[:, 1].mean().detach()}
     return loss, logs
@@ -156,6 +190,8 @@ def align(policy, reward_model, histories: list[torch.Tensor], item_codes: torch
             log(f"alignment round {iteration}: no pair with a reward gap >= {config.min_reward_gap}; stopping")
             rounds.append(stats)
             break
+        if config.anchor_weight:
+            pairs = pairs.with_anchors(policy.config.session_length)
         stats.update(chosen_reward=pairs.rewards[:, 0].mean().item(), rejected_reward=pairs.rewards[:, 1].mean().item())
         collate = PreferenceCollator(item_codes, policy.config.max_history)
         loader = DataLoader(pairs, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
@@ -166,7 +202,7 @@ def align(policy, reward_model, histories: list[torch.Tensor], item_codes: torch
                                    progress_bar=False)
         constraint = trie if config.constrained else None
         result = Trainer(policy, optimizer, loader,
-                         lambda m, b: dpo_loss(m, b, config.beta, config.sft_weight, constraint), train_config).train()
+                         lambda m, b: dpo_loss(m, b, config.beta, config.sft_weight, constraint, config.anchor_weight), train_config).train()
         stats.update(final_loss=result.loss, seconds=result.wall_time)
         log(f"alignment round {iteration}: {len(pairs)} pairs, chosen reward {stats['chosen_reward']:.4f}, "
             f"rejected {stats['rejected_reward']:.4f}, DPO loss {result.losses[0]:.4f} -> {result.loss:.4f}")

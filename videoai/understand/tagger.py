@@ -36,9 +36,10 @@ class VideoTaggerConfig(PretrainedConfig):
         # of a whole synthetic shape (8-14 px), so each feature cell can see a shape's outline, not just its colour.
         stem_channels: tuple[int, ...] = (32, 64, 128),
         temporal_difference: bool = True,  # add x_t - x_{t-1} as 3 more input channels: motion made explicit
-        # A per-frame CNN (first conv at full resolution) max-pooled over positions, on `appearance_frames` frames:
-        # small objects' shapes, which 16-pixel tubelet tokens blur. () (none) by default so that saved taggers
-        # without this key load as they were; the embedded tagger has none (700 steps with it did not beat it).
+        # A per-frame CNN (first conv at full resolution) max-pooled over positions, on `appearance_frames` frames,
+        # with its own zero-initialised logit path added to the trunk's: small objects' shapes, which 16-pixel
+        # tubelet tokens blur (a shared head over both let the trunk's features crowd it out). () (none) by default
+        # so that saved taggers without this key load as they were; the synthetic recipe uses (16, 32, 64).
         appearance_channels: tuple[int, ...] = (),
         appearance_frames: int = 2,
         hidden_size: int = 128,
@@ -210,15 +211,18 @@ class VideoTagger(PreTrainedModel):
             self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
             width = config.hidden_size
         # Mean and max over tokens: the mean summarises the scene, the max keeps small objects a mean would dilute.
-        width = 2 * width
-        self.appearance = None
+        self.norm = nn.LayerNorm(2 * width)
+        self.head = nn.Linear(2 * width, config.num_tags)
+        self.appearance = self.appearance_norm = self.appearance_head = None
         if config.appearance_channels:
             self.appearance = AppearanceBranch(config.appearance_channels)
-            width += config.appearance_channels[-1]
-        self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, config.num_tags)
+            self.appearance_norm = nn.LayerNorm(config.appearance_channels[-1])
+            self.appearance_head = nn.Linear(config.appearance_channels[-1], config.num_tags)
         self._rope_cache: dict = {}
         self.post_init()
+        if self.appearance_head is not None:  # starts as the trunk-only tagger; the branch earns its say
+            nn.init.zeros_(self.appearance_head.weight)
+            nn.init.zeros_(self.appearance_head.bias)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Conv2d):  # ReLU-family gain keeps the stem's activations at unit scale
@@ -241,7 +245,7 @@ class VideoTagger(PreTrainedModel):
         return self._rope_cache[key]
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) normalised pixels -> (B, F) pooled features (token mean and max, appearance max)."""
+        """(B, T, 3, H, W) normalised pixels -> (B, F) features: token mean and max (normalised), appearance max."""
         if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
             raise ValueError(f"pixel_values: expected (B, T, 3, H, W), got {tuple(pixel_values.shape)}")
         if not pixel_values.is_floating_point():
@@ -258,17 +262,21 @@ class VideoTagger(PreTrainedModel):
             cos, sin = self._rope(grid, x.device)
             for block in self.blocks:
                 x = block(x, cos, sin)
-        pooled = [x.mean(dim=1), x.amax(dim=1)]  # (B, N, D) -> 2 x (B, D)
+        features = self.norm(torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=-1))  # (B, N, D) -> (B, 2D)
         if self.appearance is not None:
             step = max(1, pixel_values.shape[1] // self.config.appearance_frames)
             frames = pixel_values[:, ::step][:, :self.config.appearance_frames]  # (B, T', 3, H, W) spread over the clip
-            pooled.append(self.appearance(frames.to(self.head.weight.dtype)))  # (B, C)
-        return self.norm(torch.cat(pooled, dim=-1))
+            appearance = self.appearance_norm(self.appearance(frames.to(self.head.weight.dtype)))  # (B, C)
+            features = torch.cat([features, appearance], dim=-1)  # (B, 2D + C)
+        return features
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> VideoTaggerOutput:
         """pixel_values (B, T, 3, H, W); labels (B, V) multi-hot in [0, 1] -> logits (B, V), embeddings, loss."""
-        embeddings = self.features(pixel_values)  # (B, D)
-        logits = self.head(embeddings)  # (B, V)
+        embeddings = self.features(pixel_values)  # (B, F)
+        trunk_width = self.head.in_features
+        logits = self.head(embeddings[:, :trunk_width])  # (B, V)
+        if self.appearance_head is not None:
+            logits = logits + self.appearance_head(embeddings[:, trunk_width:])  # (B, C) -> (B, V)
         loss = None
         if labels is not None:
             if labels.shape != logits.shape:
@@ -284,14 +292,16 @@ class VideoTagger(PreTrainedModel):
         """A copy for a new tag vocabulary: same trunk weights, head rows kept for shared tags, new rows initialised."""
         config = VideoTaggerConfig(**{**self.config.to_dict(), "tags": list(tags)})
         model = type(self)(config).to(self.device)
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+        heads = ["head"] + (["appearance_head"] if self.appearance_head is not None else [])
+        state = {k: v for k, v in self.state_dict().items() if k.split(".")[0] not in heads}
         model.load_state_dict(state, strict=False)
         with torch.no_grad():
             for new_index, tag in enumerate(config.tags):
                 if tag in self.config.tags:
                     old_index = self.config.tags.index(tag)
-                    model.head.weight[new_index] = self.head.weight[old_index]
-                    model.head.bias[new_index] = self.head.bias[old_index]
+                    for name in heads:
+                        getattr(model, name).weight[new_index] = getattr(self, name).weight[old_index]
+                        getattr(model, name).bias[new_index] = getattr(self, name).bias[old_index]
         return model
 
     @classmethod
