@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--num-clips", type=int, default=50)
     parser.add_argument("--steps", type=int, default=20, help="denoising steps")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance towards the tracks")
-    parser.add_argument("--guidance-interval", type=float, default=1.0,
+    parser.add_argument("--guidance-interval", type=float, default=0.5,
                         help="fraction of the steps (the first, noisiest) that run guidance")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)

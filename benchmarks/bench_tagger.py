@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from videoai.train import TrainConfig
 from videoai.understand.tagger import DEFAULT_TAGGER_DIR, VideoTagger, VideoTaggerConfig, load_tagger
 from videoai.understand.tagger_train import (
+    SYNTHETIC_APPEARANCE_CHANNELS,
     SYNTHETIC_AUGMENT,
     SYNTHETIC_TAGS,
     SyntheticTagDataset,
@@ -101,7 +102,7 @@ def main() -> None:
     print(f"generated {args.eval_clips} held-out clips in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
     if args.train:
-        model = VideoTagger(VideoTaggerConfig(tags=SYNTHETIC_TAGS))
+        model = VideoTagger(VideoTaggerConfig(tags=SYNTHETIC_TAGS, appearance_channels=SYNTHETIC_APPEARANCE_CHANNELS))
         result = train_tagger(model, SyntheticTagDataset(args.train_clips, seed=0),
                               TrainConfig(args.output_dir, max_steps=args.steps, log_every=50, progress_bar=False),
                               TaggerTrainConfig(batch_size=args.batch_size, learning_rate=args.lr),

@@ -12,6 +12,7 @@ import torch
 
 from videoai.train import TrainConfig
 from videoai.understand import (
+    SYNTHETIC_APPEARANCE_CHANNELS,
     SYNTHETIC_AUGMENT,
     LabelledVideoDataset,
     SyntheticTagDataset,
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --out")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--appearance-channels", default="16,32,64",
+    parser.add_argument("--appearance-channels", default=",".join(map(str, SYNTHETIC_APPEARANCE_CHANNELS)),
                         help="per-frame shape CNN of a new tagger: comma-separated channels ('' for none)")
     args = parser.parse_args()
     if args.threads:

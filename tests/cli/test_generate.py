@@ -81,3 +81,5 @@ def test_bad_inputs(cli, tiny_pipeline_dir, image_file, tmp_path, one_line_error
     code, _, err = cli("generate", "--image", image_file, "--tracks", good, *common, "--frames", "4")
     one_line_error(code, err, "num_frames")
     assert not (tmp_path / "out" / "video.mp4").exists()
+    code, _, err = cli("generate", "--image", image_file, "--tracks", good, *common, "--guidance-interval", "0")
+    one_line_error(code, err, "--guidance-interval")

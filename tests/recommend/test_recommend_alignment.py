@@ -1,4 +1,6 @@
+import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -84,11 +86,21 @@ def test_alignment_raises_the_reward(model, item_codes, trie, tmp_path):
         return IndexReward().session_reward(None, out.items).mean().item()
 
     before = top_reward(model)
+    start = copy.deepcopy(model)
     config = AlignmentConfig(num_iterations=3, steps_per_iteration=8, num_samples=6, beta=0.5, learning_rate=3e-2,
-                             batch_size=8, min_reward_gap=0.0)
+                             batch_size=8, min_reward_gap=0.0, anchor_weight=0.0)  # pure DPO
     rounds = align(model, IndexReward(), histories, item_codes, trie, config, tmp_path, log=lambda _: None)
     assert [r["pairs"] for r in rounds] == [16, 16, 16]
     assert top_reward(model) > before + 0.1
+
+    def real_last_logp(policy):  # log-prob of each user's real last item after the items before it
+        codes = item_codes[torch.stack(histories)]  # (16, 4, L)
+        return policy.eval().session_log_prob(codes[:, :-1], mask[:, :-1], codes[:, -1:, None]).mean().item()
+
+    anchored = copy.deepcopy(start)
+    align(anchored, IndexReward(), histories, item_codes, trie, replace(config, anchor_weight=1.0), tmp_path / "a",
+          log=lambda _: None)
+    assert real_last_logp(anchored) > real_last_logp(model)  # the anchor keeps the policy on what users did
     with pytest.raises(ValueError, match="at least one user history"):
         align(model, IndexReward(), [], item_codes, trie, config, tmp_path)
 

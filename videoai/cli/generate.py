@@ -39,6 +39,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--guidance-scale", type=float, default=3.0,
                         help="> 1 pushes harder towards the paths (classifier-free guidance, two transformer passes "
                              "per step; default: 3, the embedded model's best; 1 turns it off)")
+    parser.add_argument("--guidance-interval", type=float, default=0.5,
+                        help="fraction of the steps, from the first (noisiest), that run guidance; later steps run "
+                             "one pass (default: 0.5, as accurate as 1 for the embedded model and cheaper)")
     parser.add_argument("--prompt", help="text prompt (only for pipelines with a text encoder)")
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos (default: 8)")
     add_device_flag(parser)
@@ -71,8 +74,8 @@ def run(args: argparse.Namespace) -> None:
     existing_file(args.tracks, "--tracks")
     if args.model_dir:
         existing_dir(args.model_dir, "--model-dir")
-    if args.guidance_scale < 0 or not args.fps > 0:
-        raise CLIError("--guidance-scale must be >= 0 and --fps > 0")
+    if args.guidance_scale < 0 or not args.fps > 0 or not 0 < args.guidance_interval <= 1:
+        raise CLIError("--guidance-scale must be >= 0, --guidance-interval in (0, 1] and --fps > 0")
     import numpy as np
     import PIL.Image
     import torch
@@ -97,8 +100,8 @@ def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     # A CPU generator gives the same noise whatever the device.
     result = pipe(image, tracks=tracks, prompt=args.prompt, num_frames=num_frames, num_inference_steps=args.steps,
-                  guidance_scale=args.guidance_scale, generator=torch.Generator().manual_seed(args.seed),
-                  output_type="np")
+                  guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
+                  generator=torch.Generator().manual_seed(args.seed), output_type="np")
     seconds = time.perf_counter() - start
     video = result.frames[0]  # (T, H, W, 3) float in [0, 1]
     out = output_dir(args.out)

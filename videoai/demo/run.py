@@ -32,6 +32,7 @@ class DemoConfig:
     seed: int = 0
     num_inference_steps: int = 20
     guidance_scale: float = 3.0  # classifier-free guidance towards the paths (the default model's best, bench_generate)
+    guidance_interval: float = 0.5  # guide the first half of the steps only: same accuracy, ~1.1x the unguided cost
     fps: float = 8.0
     catalogue_size: int = 256
     num_users: int = 400
@@ -67,8 +68,7 @@ def _create(config: DemoConfig, out: Path) -> tuple[np.ndarray, Tracks, dict]:
     image, tracks = _inputs(config, pipe.config.default_height, pipe.config.default_width)
     generator = torch.Generator(config.device).manual_seed(config.seed)
     result = pipe(image, tracks=tracks, num_inference_steps=config.num_inference_steps, generator=generator,
-                  guidance_scale=config.guidance_scale,
-                  output_type="np")
+                  guidance_scale=config.guidance_scale, guidance_interval=config.guidance_interval, output_type="np")
     frames = to_uint8_video(result.frames[0])  # (T, H, W, 3)
     Image.fromarray(image).save(out / "input.png")
     write_video(frames, out / "video.mp4", config.fps)

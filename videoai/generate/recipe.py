@@ -54,8 +54,9 @@ class DefaultRecipe:
     encode_batch_size: int = 32
     num_background_tracks: int = 16  # static anchor candidates per clip (a 4x4 lattice)
     generator: GeneratorTrainConfig = field(default_factory=lambda: GeneratorTrainConfig(
-        batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, max_tracks=6, weighting_scheme="none"))
-    transformer_steps: int = 3000
+        batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, lr_decay_steps=1000, max_tracks=6,
+        weighting_scheme="none"))
+    transformer_steps: int = 7000
     ema_decay: float | None = 0.995
     checkpoint_every: int = 250
     seed: int = 0

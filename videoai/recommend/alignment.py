@@ -35,7 +35,7 @@ class AlignmentConfig:
     # Next-token loss on the user's real last session (history[:-M] -> history[-M:]), per token, added to DPO as
     # OneRec mixes its NTP loss on logged data into preference training: it keeps the policy on what users did
     # while the reward model pulls it elsewhere (without it, DPO chases the reward model's favourites).
-    anchor_weight: float = 0.0
+    anchor_weight: float = 1.0
     min_reward_gap: float = 0.05
     constrained: bool = True  # session log-probs under the trie-renormalised softmax (as constrained training)
     learning_rate: float = 1e-4

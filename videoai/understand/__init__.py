@@ -6,6 +6,7 @@ from videoai.understand.motion import ShotMotion, camera_motion, motion_stats
 from videoai.understand.shots import Shot, content_scores, detect_shots, rgb_to_hsv
 from videoai.understand.tagger import VideoTagger, VideoTaggerConfig, load_tagger
 from videoai.understand.tagger_train import (
+    SYNTHETIC_APPEARANCE_CHANNELS,
     SYNTHETIC_AUGMENT,
     SYNTHETIC_TAGS,
     LabelledVideoDataset,
@@ -21,6 +22,7 @@ from videoai.understand.tracking import sample_tracks, track_motion, track_point
 from videoai.understand.zero_shot import ZeroShotModel, load_zero_shot_model, zero_shot_tags
 
 __all__ = [
+    "SYNTHETIC_APPEARANCE_CHANNELS",
     "SYNTHETIC_AUGMENT",
     "SYNTHETIC_TAGS",
     "save_tagger",

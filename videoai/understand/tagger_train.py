@@ -107,6 +107,7 @@ class LabelledVideoDataset(Dataset):
 
 SYNTHETIC_CONFIGS = (ShapesConfig(still_prob=0.15),)  # the default tagger's data: static camera, some still objects
 SYNTHETIC_TAGS = [t for t in TAG_VOCAB if not t.startswith("camera:")]  # shape, color, direction, speed
+SYNTHETIC_APPEARANCE_CHANNELS = (16, 32, 64)  # the embedded tagger's appearance branch (VideoTaggerConfig)
 
 
 class SyntheticTagDataset(Dataset):
