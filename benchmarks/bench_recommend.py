@@ -74,7 +74,7 @@ def parse_args():
     p.add_argument("--num-beams", type=int, default=20, help="beams for evaluation (>= 10)")
     p.add_argument("--eval-users", type=int, default=0, help="evaluate on the first N test users (0 = all)")
     p.add_argument("--latency-users", type=int, default=256)
-    p.add_argument("--align-iterations", type=int, default=3, help="0 skips the alignment stage")
+    p.add_argument("--align-iterations", type=int, default=2, help="0 skips the alignment stage")
     p.add_argument("--align-steps", type=int, default=60)
     p.add_argument("--align-users", type=int, default=4096)
     p.add_argument("--align-beta", type=float, default=0.1)
