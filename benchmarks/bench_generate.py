@@ -4,8 +4,9 @@ Accuracy: on held-out synthetic clips (seeds no training stage used), the pipeli
 object centroid tracks; each object's centroid in the generated frames (colour segmentation of its known colour)
 is compared with its requested track (frames 1..T-1): "mean EPE" uses the centroid of the 16 pixels closest to the
 colour (always defined; a vanished object scores large), "found" is the share of frames where a thresholded colour
-detector sees the object. Peer run in the same script: the same model, same noise, with the tracks withheld. Reference rows: the VAE reconstruction of the true clip (what the VAE allows at best) and
-"frame 0 held still" (what no motion scores).
+detector sees the object. Peer run in the same script: the same model, same noise, with the tracks withheld.
+Reference rows: the VAE reconstruction of the true clip (what the VAE allows at best) and "frame 0 held still"
+(what no motion scores).
 Speed/memory: one denoising step and a full generation with tracks vs the same pipeline without tracks. Tracks
 change a generation in one place, the condition edit made once before the denoising loop (timed on its own too); a
 denoising step then costs what it costs without tracks unless the optional motion adapter is on.

@@ -264,8 +264,8 @@ def main():
                                  trie=None if args.unconstrained_training else trie)
         epoch_losses = result.losses[batches_per_epoch - 1::batches_per_epoch]
         log(f"OneRec train loss per epoch: {[round(loss, 4) for loss in epoch_losses]}")
+        model.save_pretrained(out_dir / "onerec_model")  # for --load-onerec
     model.eval()
-    model.save_pretrained(out_dir / "onerec_model")
     start = time.perf_counter()
     ranked, _ = recommend_indices(model, test_history, item_codes, trie, 10, args.num_beams)
     results["OneRec (ours)"] = {**ranking_metrics(ranked, test_target), "train_s": result.wall_time,

@@ -36,8 +36,8 @@ def main() -> None:
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint is enough (ours)
     recipe = dataclasses.replace(
         defaults, output_dir=args.output_dir, vae_steps=args.vae_steps, vae_full_steps=args.vae_full_steps,
-        transformer_steps=args.transformer_steps,
-        num_clips=args.num_clips, seed=args.seed, generator=dataclasses.replace(defaults.generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps))
+        transformer_steps=args.transformer_steps, num_clips=args.num_clips, seed=args.seed,
+        generator=dataclasses.replace(defaults.generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps))
     train_default_model(recipe)
     print(f"saved {args.output_dir}/model")
 

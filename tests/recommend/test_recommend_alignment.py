@@ -137,8 +137,8 @@ def test_anchor_adds_the_real_session_nll(model, item_codes, trie):
     histories = user_histories()
     pairs = build_preference_pairs(model, IndexReward(), histories, item_codes, trie,
                                    AlignmentConfig(num_samples=6, min_reward_gap=0.0), max_history=6)
-    anchored = pairs.with_anchors(session_length=1)
-    batch = PreferenceCollator(item_codes)([anchored[i] for i in range(3)])
+    anchored = pairs.longer_than(1)
+    batch = PreferenceCollator(item_codes, anchor_length=1)([anchored[i] for i in range(3)])
     history = torch.stack(histories[:3])  # (3, 4)
     assert torch.equal(batch["anchor_history_items"], history[:, :-1])  # history before the real session
     assert torch.equal(batch["anchor_session_codes"], item_codes[history[:, -1:]][:, None])  # (3, 1, M=1, L)
@@ -153,5 +153,5 @@ def test_anchor_adds_the_real_session_nll(model, item_codes, trie):
     assert anchored_loss.item() == pytest.approx(plain.item() + 2.0 * nll.item(), rel=1e-5)
     with pytest.raises(ValueError, match="anchor_session_codes"):
         dpo_loss(model, PreferenceCollator(item_codes)([pairs[0]]), anchor_weight=1.0)
-    short = pairs.with_anchors(session_length=4)  # every history has 4 items: none is longer than the session
+    short = pairs.longer_than(4)  # every history has 4 items: none is longer than the session
     assert len(short) == 0

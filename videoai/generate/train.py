@@ -15,9 +15,9 @@ from typing import Callable, Iterable
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.optimization import get_scheduler
-from transformers.optimization import get_wsd_schedule
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 from torch.utils.data import DataLoader, Dataset
+from transformers.optimization import get_wsd_schedule
 
 from videoai.tokenize.tracks import Tracks
 from videoai.train import Trainer, TrainConfig, TrainResult

@@ -51,39 +51,39 @@ class PreferenceDataset(Dataset):
                  reference_logp: torch.Tensor, rewards: torch.Tensor):
         self.history, self.chosen, self.rejected = history, chosen, rejected
         self.reference_logp, self.rewards = reference_logp, rewards  # (P, 2) each: chosen, rejected
-        self.anchor_length = 0  # > 0: items also carry the history's last `anchor_length` items as a real session
 
-    def with_anchors(self, session_length: int) -> "PreferenceDataset":
-        """Keep the pairs whose history is longer than `session_length`; items then also carry the real session."""
-        keep = [i for i, h in enumerate(self.history) if len(h) > session_length]
-        index = torch.tensor(keep, dtype=torch.long)
-        out = PreferenceDataset([self.history[i] for i in keep], self.chosen[index], self.rejected[index],
-                                self.reference_logp[index], self.rewards[index])
-        out.anchor_length = session_length
-        return out
+    def longer_than(self, length: int) -> "PreferenceDataset":
+        """The pairs whose history has more than `length` items (room for a real session of `length` items)."""
+        keep = torch.tensor([i for i, h in enumerate(self.history) if len(h) > length], dtype=torch.long)
+        return PreferenceDataset([self.history[i] for i in keep.tolist()], self.chosen[keep], self.rejected[keep],
+                                 self.reference_logp[keep], self.rewards[keep])
 
     def __len__(self) -> int:
         return len(self.history)
 
     def __getitem__(self, index: int):
-        return self.history[index], self.chosen[index], self.rejected[index], self.reference_logp[index], \
-            self.anchor_length
+        return self.history[index], self.chosen[index], self.rejected[index], self.reference_logp[index]
 
 
 class PreferenceCollator:
-    """Batches preference pairs into OneRec inputs; sessions become codes (B, 2, M, L) (chosen first)."""
+    """Batches preference pairs into OneRec inputs; sessions become codes (B, 2, M, L) (chosen first).
 
-    def __init__(self, item_codes: torch.Tensor, max_length: int = 50):
-        self.item_codes, self.max_length = item_codes, max_length
+    anchor_length M > 0: also each history's last M items as the real session ("anchor_session_codes" (B, 1, M, L))
+    after the items before them ("anchor_history_*"); histories must be longer than M (`longer_than`).
+    """
+
+    def __init__(self, item_codes: torch.Tensor, max_length: int = 50, anchor_length: int = 0):
+        self.item_codes, self.max_length, self.anchor_length = item_codes, max_length, anchor_length
 
     def __call__(self, examples) -> dict[str, torch.Tensor]:
-        history, chosen, rejected, reference_logp, anchor_length = zip(*examples)
+        history, chosen, rejected, reference_logp = zip(*examples)
         batch = {}
-        if anchor_length[0]:  # the real last session, after the history before it
-            m = anchor_length[0]
+        if self.anchor_length:
+            m = self.anchor_length
             batch["anchor_history_items"] = pad_left([h[:-m][-self.max_length:] for h in history])  # (B, T')
             batch.update(items_to_codes(batch["anchor_history_items"], self.item_codes, "anchor_history"))
-            batch["anchor_session_codes"] = self.item_codes[torch.stack([h[-m:] for h in history])][:, None]  # (B, 1, M, L)
+            sessions = torch.stack([h[-m:] for h in history])  # (B, M)
+            batch["anchor_session_codes"] = self.item_codes[sessions][:, None]  # (B, 1, M, L)
         history = pad_left([h[-self.max_length:] for h in history])
         sessions = torch.stack([torch.stack(chosen), torch.stack(rejected)], 1)  # (B, 2, M)
         batch.update({"history_items": history, "reference_logp": torch.stack(reference_logp)})
@@ -148,7 +148,8 @@ def dpo_loss(model, batch: dict, beta: float = 0.1, sft_weight: float = 0.0, tri
         anchor_logp = None
         if anchor_weight:
             if "anchor_session_codes" not in batch:
-                raise ValueError("anchor_weight > 0 needs batch['anchor_session_codes'] (PreferenceDataset.with_anchors)")
+                raise ValueError("anchor_weight > 0 needs batch['anchor_session_codes'] "
+                                 "(PreferenceCollator with anchor_length > 0)")
             anchor = batch["anchor_session_codes"]  # (B, 1, M, L)
             anchor_logp = model.session_log_prob(
                 batch["anchor_history_codes"], batch["anchor_history_mask"], anchor,
@@ -180,20 +181,22 @@ def align(policy, reward_model, histories: list[torch.Tensor], item_codes: torch
     """Run `config.num_iterations` rounds of sample -> score -> pair -> DPO; returns per-round statistics."""
     if not histories:
         raise ValueError("align needs at least one user history, got an empty list")
+    anchor_length = policy.config.session_length if config.anchor_weight else 0  # the real session after a history
     rounds = []
     for iteration in range(config.num_iterations):
         reference = freeze(policy)
         pairs = build_preference_pairs(reference, reward_model, histories, item_codes, trie, config,
                                        policy.config.max_history)
+        if anchor_length:
+            pairs = pairs.longer_than(anchor_length)
         stats = {"iteration": iteration, "pairs": len(pairs)}
         if len(pairs) == 0:
-            log(f"alignment round {iteration}: no pair with a reward gap >= {config.min_reward_gap}; stopping")
+            longer = f" and a history longer than {anchor_length}" if anchor_length else ""
+            log(f"alignment round {iteration}: no pair with a reward gap >= {config.min_reward_gap}{longer}; stopping")
             rounds.append(stats)
             break
-        if config.anchor_weight:
-            pairs = pairs.with_anchors(policy.config.session_length)
         stats.update(chosen_reward=pairs.rewards[:, 0].mean().item(), rejected_reward=pairs.rewards[:, 1].mean().item())
-        collate = PreferenceCollator(item_codes, policy.config.max_history)
+        collate = PreferenceCollator(item_codes, policy.config.max_history, anchor_length)
         loader = DataLoader(pairs, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
         train_config = TrainConfig(output_dir=Path(output_dir) / f"round_{iteration}",
@@ -202,7 +205,8 @@ def align(policy, reward_model, histories: list[torch.Tensor], item_codes: torch
                                    progress_bar=False)
         constraint = trie if config.constrained else None
         result = Trainer(policy, optimizer, loader,
-                         lambda m, b: dpo_loss(m, b, config.beta, config.sft_weight, constraint, config.anchor_weight), train_config).train()
+                         lambda m, b: dpo_loss(m, b, config.beta, config.sft_weight, constraint, config.anchor_weight),
+                         train_config).train()
         stats.update(final_loss=result.loss, seconds=result.wall_time)
         log(f"alignment round {iteration}: {len(pairs)} pairs, chosen reward {stats['chosen_reward']:.4f}, "
             f"rejected {stats['rejected_reward']:.4f}, DPO loss {result.losses[0]:.4f} -> {result.loss:.4f}")
