@@ -14,6 +14,8 @@ counter.mp4 is not in the F1 table: its two changes make 10-frame shots, so at t
 expected answer is no cut (ground_truth.json); it is checked on its own at minimums of 15 and 5.
 PySceneDetect numbers VFR frames by time * average fps, so its cuts are mapped to frames through their times (nearest
 presentation timestamp), which is how it is right on goldeneye-vfr-drop3.mp4; ours come from the timestamps directly.
+Ours skim unless marked "every frame decoded": reference frames first, then every frame only around possible
+cuts (videoai.understand.content_score); it finds the same cuts (tests/understand/test_shots.py).
 frames/s = frames / wall time including opening and decoding, best of --repeats runs, methods interleaved.
 The torch thread count is set by --threads (default 1): on a busy 2-core machine an OpenMP pool of 2 next to the
 decoder's threads runs many times slower than one thread.
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from videoai.synthetic import ShapesConfig, make_clip
+from videoai.tokenize.scan import VideoScanner
 from videoai.tokenize.video_io import write_video
 from videoai.understand.shots import detect_shots
 
@@ -74,8 +77,10 @@ def f1(counts) -> float:
     return 2 * tp / max(2 * tp + fp + fn, 1)
 
 
-def run_ours(path: str, detector: str, size, min_shot_len: int = 15, blank_threshold: float | None = 2.0):
-    shots = detect_shots(path, detector=detector, size=size, min_shot_len=min_shot_len, blank_threshold=blank_threshold)
+def run_ours(path: str, detector: str, size, min_shot_len: int = 15, blank_threshold: float | None = 2.0,
+             skim: bool = True):
+    shots = detect_shots(path, detector=detector, size=size, min_shot_len=min_shot_len, blank_threshold=blank_threshold,
+                         skim=skim)
     return [s.start_frame for s in shots[1:]], [s.start_time for s in shots[1:]]
 
 
@@ -93,14 +98,16 @@ def run_pyscenedetect(path: str, detector: str, times: np.ndarray, min_shot_len:
 
 
 def make_synthetic(folder: Path, count: int, fps: float = 25.0) -> list[dict]:
-    """Moving shapes with a panning camera, 150 frames, 5 shots of >= 20 frames, written as H.264 mp4."""
+    """Moving shapes with a panning camera, 150 frames, 5 shots of >= 20 frames, written as H.264 mp4 with B frames
+    and no keyframe at scene changes (x264 scenecut=0, as many hardware and phone encoders): the cuts then fall
+    between reference frames, the harder case for skimming."""
     config = ShapesConfig(num_frames=150, height=180, width=320, num_shots=5, min_shot_length=20, camera_pan=True,
                           min_objects=1, max_objects=3, max_speed=1.5, max_pan_speed=0.8)
     entries = []
     for seed in range(count):
         clip = make_clip(seed, config)
         path = folder / f"shapes_{seed:03d}.mp4"
-        write_video(clip.frames, path, fps)
+        write_video(clip.frames, path, fps, encoder_options={"x264-params": "scenecut=0:keyint=250"})
         entries.append({"path": str(path), "cuts": clip.shot_starts[1:], "spans": [], "frames": config.num_frames})
     return entries
 
@@ -158,11 +165,21 @@ def decode_ceilings(path: str, repeats: int) -> None:
 
     from videoai.tokenize.video_io import iter_video_chunks
 
-    def pyav_only():
+    def pyav_only(skip_frame="DEFAULT"):
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            return sum(1 for _ in container.decode(stream))
+            stream.codec_context.skip_frame = skip_frame
+            sum(1 for _ in container.decode(stream))
+            return stream.frames  # source frames covered
+
+    def skim_first_pass(size):  # skimming's first pass: reference frames only, scaled in one reused context
+        def run():
+            scanner = VideoScanner(path, size)
+            for _ in scanner.reference_chunks(32):
+                pass
+            return scanner.num_frames
+        return run
 
     def opencv_bgr():  # what PySceneDetect's default backend decodes
         capture, count = cv2.VideoCapture(path), 0
@@ -174,10 +191,12 @@ def decode_ceilings(path: str, repeats: int) -> None:
         return lambda: sum(c.num_frames for c in iter_video_chunks(path, chunk_size=32, size=size))
 
     rows = {"PyAV decode only (no colour conversion)": pyav_only,
+            "PyAV decode only, reference frames (skip_frame=NONREF)": lambda: pyav_only("NONREF"),
             "OpenCV VideoCapture.read (BGR, full size)": opencv_bgr,
             "videoai iter_video_chunks 256x144 (decord)": ours((144, 256)),
-            "videoai iter_video_chunks 128x72 (decord)": ours((72, 128))}
-    print(f"\nDecoding alone, {Path(path).name} (1280x720 H.264):")
+            "videoai iter_video_chunks 128x72 (decord)": ours((72, 128)),
+            "videoai VideoScanner.reference_chunks 128x72 (skim's first pass)": skim_first_pass((72, 128))}
+    print(f"\nDecoding alone, {Path(path).name} (1280x720 H.264; frames/s = source frames / time):")
     print("| decoder | frames/s |\n|---|---|")
     for name, fn in rows.items():
         best = np.inf
@@ -203,6 +222,8 @@ def main():
     methods = {
         "videoai content (72p, default)": lambda p, t: run_ours(p, "content", 72),
         "videoai adaptive (72p, default)": lambda p, t: run_ours(p, "adaptive", 72),
+        "videoai content (72p, every frame decoded)": lambda p, t: run_ours(p, "content", 72, skim=False),
+        "videoai adaptive (72p, every frame decoded)": lambda p, t: run_ours(p, "adaptive", 72, skim=False),
         "videoai content (96p)": lambda p, t: run_ours(p, "content", 96),
         "videoai content (144p)": lambda p, t: run_ours(p, "content", 144),
         "videoai content (full res)": lambda p, t: run_ours(p, "content", None),

@@ -439,7 +439,18 @@ def test_write_validation(tmp_path):
         write_video(good, tmp_path / "a.mp4", 0)
     with pytest.raises(ValueError, match="^path:"):
         write_video(good, tmp_path / "a.avi", 10)
+    with pytest.raises(TypeError, match="^encoder_options:"):
+        write_video(good, tmp_path / "a.mp4", 10, encoder_options={"g": 10})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif("libx264" not in av.codecs_available, reason="needs libx264")
+def test_write_mp4_encoder_options(tmp_path):
+    frames = coded_frames(30)
+    write_video(frames, tmp_path / "intra.mp4", 25, encoder_options={"g": "1"})  # every frame a keyframe
+    with av.open(str(tmp_path / "intra.mp4")) as container:
+        assert all(packet.is_keyframe for packet in container.demux(video=0) if packet.size)
+    assert_frames_match_indices(read_video(tmp_path / "intra.mp4"), list(range(30)))
 
 
 def test_video_clip_checks_shapes():

@@ -2,13 +2,15 @@ import json
 import sys
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from videoai.synthetic import ShapesConfig, make_clip
-from videoai.tokenize.video_io import VideoReadError, read_video
+from videoai.tokenize.scan import VideoScanner
+from videoai.tokenize.video_io import VideoReadError, read_video, write_video
 from videoai.understand.shots import Shot, content_scores, detect_shots, rgb_to_hsv
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "video"
@@ -178,3 +180,36 @@ def test_transnetv2_backend_when_installed():
 def test_shot_properties():
     shot = Shot(10, 25, 1.0, 2.5)
     assert shot.num_frames == 15 and shot.duration == pytest.approx(1.5)
+
+
+def same_both_ways(path, **kwargs):
+    """Shots from skimming (reference frames, every frame near possible cuts) and from decoding every frame."""
+    skimmed, full = detect_shots(path, skim=True, **kwargs), detect_shots(path, skim=False, **kwargs)
+    assert skimmed == full  # same frames and the same times
+    return skimmed
+
+
+@needs_data
+@pytest.mark.parametrize("detector", ["content", "adaptive"])
+def test_skimming_finds_the_same_shots_on_real_clips(detector):
+    for name in ("testvideo.mp4", "goldeneye-vfr-drop3.mp4", "fades.mp4"):
+        same_both_ways(DATA / name, detector=detector)
+    same_both_ways(DATA / "counter.mp4", detector=detector, min_shot_len=5)
+    assert starts(same_both_ways(DATA / "testvideo.mp4", detector=detector))[1:3] == truth("testvideo.mp4")["cuts"]
+
+
+@pytest.mark.skipif("libx264" not in av.codecs_available, reason="needs the libx264 encoder to write B frames")
+@pytest.mark.parametrize("detector", ["content", "adaptive"])
+def test_skimming_finds_cuts_between_reference_frames(tmp_path, detector):
+    config = ShapesConfig(num_frames=120, height=96, width=160, num_shots=5, min_shot_length=20, camera_pan=True,
+                          max_speed=0.8, max_pan_speed=0.6)
+    hidden = 0
+    for seed in range(3):
+        clip = make_clip(seed, config)
+        path = tmp_path / f"shapes_{seed}.mp4"
+        # no keyframe at scene changes, so cuts fall between reference frames
+        write_video(clip.frames, path, 25, encoder_options={"x264-params": "scenecut=0:keyint=300"})
+        references = torch.cat([c.indices for c in VideoScanner(path, size=72).reference_chunks()]).tolist()
+        hidden += sum(cut not in references for cut in clip.shot_starts[1:])
+        assert starts(same_both_ways(path, detector=detector)) == clip.shot_starts
+    assert hidden > 0  # some cuts were on frames the first pass never decoded

@@ -4,6 +4,7 @@ from videoai.tokenize.patches import patch_grid, patchify, unpatchify
 from videoai.tokenize.rasterize import displacement_maps, gaussian_heatmaps, splat_features
 from videoai.tokenize.residual_kmeans import ResidualKMeans, kmeans
 from videoai.tokenize.rope import apply_rope, rope_3d, rope_axis_dims
+from videoai.tokenize.scan import VideoScanner
 from videoai.tokenize.semantic_ids import PrefixTrie, make_collision_free
 from videoai.tokenize.tracks import Tracks
 from videoai.tokenize.video_io import (
@@ -23,6 +24,7 @@ __all__ = [
     "VideoClip",
     "VideoInfo",
     "VideoReadError",
+    "VideoScanner",
     "apply_rope",
     "displacement_maps",
     "gaussian_heatmaps",

@@ -437,7 +437,7 @@ def _pick_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def _write_mp4(frames: np.ndarray, path: str, rate: Fraction) -> None:
+def _write_mp4(frames: np.ndarray, path: str, rate: Fraction, options: dict[str, str]) -> None:
     # yuv420p halves chroma resolution, so both sides must be even: an odd side gets one replicated edge row/column.
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
@@ -448,9 +448,10 @@ def _write_mp4(frames: np.ndarray, path: str, rate: Fraction) -> None:
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "medium"}
+            stream.options = {"crf": "18", "preset": "medium", **options}
         else:
             stream.bit_rate = 8_000_000
+            stream.options = dict(options)
         for index, frame in enumerate(frames):  # the encoder takes one frame at a time
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
             video_frame.pts = index  # stream time base is 1/rate
@@ -468,11 +469,12 @@ def _write_gif(frames: np.ndarray, path: str, fps: float) -> None:
     )
 
 
-def write_video(frames, path, fps) -> None:
+def write_video(frames, path, fps, *, encoder_options: dict[str, str] | None = None) -> None:
     """Write (T, H, W, 3) uint8 frames (tensor or ndarray) to .mp4 (H.264 yuv420p, else MPEG-4) or .gif.
 
     .mp4: libx264 crf 18 when PyAV has it, else mpeg4 at 8 Mb/s; odd heights/widths are padded by one replicated
-    row/column (yuv420p needs even sides), so the file is then (H+1) and/or (W+1) in size.
+    row/column (yuv420p needs even sides), so the file is then (H+1) and/or (W+1) in size. encoder_options are
+    ffmpeg encoder options added to those (e.g. {"x264-params": "scenecut=0"}: no keyframes at scene changes).
     .gif: Pillow, frame delay rounded to 10 ms, identical consecutive frames merged into one longer frame.
     The file appears atomically (written to a temporary name, then renamed).
     """
@@ -484,7 +486,13 @@ def write_video(frames, path, fps) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise ValueError(f"path: expected a .mp4 or .gif file name, got {str(path)!r}")
+    if encoder_options is not None and not (
+        isinstance(encoder_options, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in encoder_options.items())
+    ):
+        raise TypeError(f"encoder_options: expected a dict of str to str, got {encoder_options!r}")
     if suffix == ".mp4":
-        atomic_write(path, lambda temporary: _write_mp4(frames, temporary, Fraction(fps).limit_denominator(65_535)))
+        rate = Fraction(fps).limit_denominator(65_535)
+        atomic_write(path, lambda temporary: _write_mp4(frames, temporary, rate, encoder_options or {}))
     else:
         atomic_write(path, lambda temporary: _write_gif(frames, temporary, fps))

@@ -3,8 +3,12 @@
 The content score of frame t is the mean absolute difference to frame t-1 of hue, saturation and value (OpenCV's
 8-bit HSV scale: H in [0, 180), S and V in [0, 255]), optionally of an edge map, averaged with `weights` — the score
 PySceneDetect's ContentDetector thresholds at 27. AdaptiveDetector's rule divides a frame's score by the mean score
-of the `window_width` frames on each side. Frames are decoded in chunks, downscaled in the decoder and scored on
-the GPU when there is one. Downscaling is what makes it fast: `size` is the short side scored at, 72 px by default.
+of the `window_width` frames on each side (videoai.understand.content_score computes the scores). Frames are
+decoded in chunks, downscaled in the decoder and scored on the GPU when there is one. Two things make it fast.
+Skimming (`skim=True`, files only): the reference frames of the stream are scored first and every frame is decoded
+only where two of them differ enough to hide a cut, which skips most B frames' decoding; the cuts found are the
+same (tests/understand/test_shots.py compares both ways on the real clips and on cuts between reference frames).
+Downscaling: `size` is the short side scored at, 72 px by default.
 benchmarks/bench_shots.py finds the same F1 at 72, 96, 144 px and full size, with 72 px 2-3x faster than 144 px.
 Downscaling averages noise away and lowers borderline scores a little (counter.mp4's colour change at frame 20
 scores 25.6 at 72 px, 26.0 at 144 px, 27.9 at full size): pass size=144 to score at about PySceneDetect's own
@@ -22,21 +26,21 @@ closer than `min_shot_len` to the start or end of the video is dropped.
 
 from __future__ import annotations
 
-import math
 import numbers
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
+from videoai.tokenize.video_io import VideoReadError
 from videoai.understand._source import FrameSource, open_source, pick_device
+from videoai.understand.content_score import check_weights, blank_state, content_scores, rgb_to_hsv, skim_scores
 
 __all__ = ["Shot", "detect_shots", "content_scores", "rgb_to_hsv", "shots_from_cuts", "check_shots"]
 
 DETECTORS = ("content", "adaptive", "transnetv2")
 _TRANSNET_SIZE = (27, 48)  # (H, W) input of TransNetV2
-_CPU_PIXELS = 1 << 17  # pixels scored at once on the CPU
 
 
 @dataclass(frozen=True)
@@ -57,101 +61,7 @@ class Shot:
         return self.end_time - self.start_time
 
 
-# ------------------------------------------------------------------------------------------------------ scoring
-
-
-def _hsv_planes(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor):
-    """Float RGB planes in [0, 255] (any equal shapes) -> (hue, saturation, value) planes, OpenCV 8-bit scale."""
-    value = torch.maximum(torch.maximum(r, g), b)
-    chroma = value - torch.minimum(torch.minimum(r, g), b)
-    # Hue sector by which channel is the max (ties resolve R, then G, like OpenCV); blends by 0/1 masks are
-    # cheaper on the CPU than nested torch.where.
-    is_r = (value == r).float()
-    is_g = (value == g).float() * (1 - is_r)
-    is_b = 1 - is_r - is_g
-    hue = (is_r * (g - b) + is_g * (b - r + 2 * chroma) + is_b * (r - g + 4 * chroma)) * (30 / chroma.clamp_min(1e-6))
-    hue = hue + 180 * (hue < 0).float()  # 60 degrees per sector, halved to fit 8 bits
-    saturation = chroma * (255 / value.clamp_min(1e-6))
-    return hue, saturation, value
-
-
-def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float RGB in [0, 255] -> HSV on OpenCV's 8-bit scale: H in [0, 180), S and V in [0, 255]."""
-    return torch.stack(_hsv_planes(*rgb.unbind(1)), dim=1)
-
-
-def _edge_maps(value: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) luma -> (B, 1, H, W) edges in {0, 255}.
-
-    Written here because Canny (cv2) runs one frame at a time on the CPU: this is Sobel magnitude above Canny's
-    usual median-based high threshold (1 + 1/3) * median, without thinning, dilated like PySceneDetect does.
-    """
-    kernel_x = value.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    kernels = torch.stack([kernel_x, kernel_x.T])[:, None]  # (2, 1, 3, 3)
-    grad = F.conv2d(F.pad(value, (1, 1, 1, 1), mode="replicate"), kernels)  # (B, 2, H, W)
-    magnitude = grad.abs().sum(1, keepdim=True)  # L1 norm, Canny's default
-    median = value.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
-    edges = (magnitude >= (4.0 / 3.0) * median.clamp_min(1.0)).float()
-    height, width = value.shape[-2:]
-    size = 4 + round(math.sqrt(height * width) / 192)
-    size += 1 - size % 2  # odd
-    return F.max_pool2d(edges, size, stride=1, padding=size // 2) * 255  # dilation
-
-
-def _check_weights(weights) -> tuple[float, float, float, float]:
-    try:
-        weights = tuple(float(w) for w in weights)
-    except (TypeError, ValueError):
-        raise TypeError(f"weights: expected 4 numbers (hue, sat, value, edges), got {weights!r}") from None
-    if len(weights) != 4 or sum(abs(w) for w in weights) == 0:
-        raise ValueError(f"weights: expected 4 numbers (hue, sat, value, edges), not all 0, got {weights!r}")
-    return weights
-
-
-def content_scores(
-    video,
-    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0),
-    *,
-    size=72,
-    chunk_size: int = 32,
-    fps: float | None = None,
-    device=None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-frame content score (T,) float32 (frame 0 scores 0), timestamps (T,) float64 and spread (T,) float32.
-
-    video: path, `VideoClip` or (T, H, W, 3) uint8 frames (see `detect_shots`). weights: (hue, saturation, value,
-    edges). spread is the median absolute deviation of the value plane (on every second pixel): 0 for a blank frame
-    (black, white or any flat colour, even with a small logo), tens for a picture. All three on the CPU.
-    """
-    weights = _check_weights(weights)
-    source = video if isinstance(video, FrameSource) else open_source(video, fps=fps)
-    weight = torch.tensor(weights, dtype=torch.float32)
-    num_components = 4 if weights[3] != 0 else 3
-    weight = weight[:num_components] / weight.abs().sum()
-    deltas, spreads, times, previous = [], [], [], None  # previous: last frame's feature planes, each (h, w)
-    for chunk in source.chunks(chunk_size, size):
-        target = pick_device(chunk.frames.device if source.frames is not None else None, device)
-        frames = chunk.frames.to(target, non_blocking=True)  # (t, h, w, 3) uint8
-        # CPU: a few frames at a time keep every temporary cache-sized (big fresh allocations page-fault); GPU: all.
-        step = frames.shape[0] if target.type == "cuda" else max(1, _CPU_PIXELS // (frames.shape[1] * frames.shape[2]))
-        for first in range(0, frames.shape[0], step):
-            rgb = frames[first:first + step].permute(3, 0, 1, 2).contiguous().float()  # (3, s, h, w) planar
-            features = list(_hsv_planes(rgb[0], rgb[1], rgb[2]))  # 3 x (s, h, w)
-            if num_components == 4:
-                features.append(_edge_maps(features[2][:, None])[:, 0])
-            columns = []
-            for k, plane in enumerate(features):
-                delta = (plane[1:] - plane[:-1]).abs().mean(dim=(1, 2))  # (s-1,)
-                # frame 0 of the video has nothing to differ from: score 0
-                head = plane.new_zeros(1) if previous is None else (plane[0] - previous[k]).abs().mean()[None]
-                columns.append(torch.cat([head, delta]))
-            deltas.append(torch.stack(columns, 1))  # (s, C)
-            value = features[2][:, ::2, ::2].flatten(1)  # (s, h*w/4)
-            spreads.append((value - value.median(1, keepdim=True).values).abs().median(1).values)
-            previous = [plane[-1] for plane in features]
-        times.append(chunk.timestamps)
-    scores = torch.cat([d.cpu() for d in deltas]) @ weight  # (T,)
-    return scores.float(), torch.cat(times).to(torch.float64), torch.cat([s.cpu() for s in spreads]).float()
+# --------------------------------------------------------------------------------------------------- candidates
 
 
 def _adaptive_candidates(scores, adaptive_threshold, min_content_val, window_width):
@@ -171,14 +81,8 @@ def _adaptive_candidates(scores, adaptive_threshold, min_content_val, window_wid
 
 
 def _blank_changes(spread: torch.Tensor, low: float) -> torch.Tensor:
-    """(T,) spread -> (T,) bool: frame t starts a blank run or ends one (a fade to or from a flat frame).
-
-    Hysteresis: a frame is blank below `low`, a picture above 2 * low, and in between keeps the last decided state.
-    """
-    decided = (spread < low) | (spread > 2 * low)
-    index = torch.where(decided, torch.arange(spread.shape[0]), torch.full_like(spread, -1, dtype=torch.long))
-    last = index.cummax(0).values  # (T,) last decided frame so far, -1 before the first
-    state = torch.where(last >= 0, spread[last.clamp_min(0)] < low, spread[0] < 1.5 * low)  # (T,) blank?
+    """(T,) spread -> (T,) bool: frame t starts a blank run or ends one (a fade to or from a flat frame)."""
+    state = blank_state(spread, low)  # (T,)
     change = torch.zeros_like(state)
     change[1:] = state[1:] != state[:-1]
     return change
@@ -279,6 +183,7 @@ def detect_shots(
     window_width: int = 2,
     blank_threshold: float | None = 2.0,
     size=72,
+    skim: bool = True,
     chunk_size: int = 32,
     fps: float | None = None,
     device=None,
@@ -296,6 +201,7 @@ def detect_shots(
             also a cut: it catches fades to and from black, which score under the content threshold frame by
             frame. A fade between two flat frames (fades.mp4) changes nothing. None turns it off.
         size: short side frames are scored at (never upscaled); None scores at full resolution.
+        skim: for a file, decode every frame only near possible cuts (see the module doc); False decodes all.
         device: where to score; default the in-memory frames' device, else CUDA when available.
     """
     if detector not in DETECTORS:
@@ -310,11 +216,11 @@ def detect_shots(
         isinstance(blank_threshold, bool) or not isinstance(blank_threshold, numbers.Real) or not blank_threshold > 0
     ):
         raise ValueError(f"blank_threshold: expected a positive number or None, got {blank_threshold!r}")
-    weights = _check_weights(weights)
-    source = open_source(video, fps=fps)
-
+    weights = check_weights(weights)
     if detector == "transnetv2":
+        source = open_source(video, fps=fps)
         probability, timestamps = _transnet_probabilities(source, int(chunk_size), device)
+        end_time = source.end_time()
         above = probability >= (0.5 if threshold is None else float(threshold))  # (T,) transition frames
         # A run of transition frames ends a shot; the next shot starts on the first frame after the run.
         candidate = torch.zeros_like(above)
@@ -322,18 +228,34 @@ def detect_shots(
         strength = torch.zeros_like(probability)
         strength[1:] = probability[:-1]
     else:
-        scores, timestamps, spread = content_scores(source, weights, size=size,
-                                                    chunk_size=int(chunk_size), device=device)  # (T,) each
         threshold = 27.0 if threshold is None else float(threshold)
+        blank_low = None if blank_threshold is None else float(blank_threshold)
+        skimmed = None
+        if skim and isinstance(video, (str, os.PathLike)):
+            # A span is decoded in full when its score could come from a frame scoring half the bar, and
+            # `window_width` frames around it too, so adaptive ratios near a candidate use exact neighbours.
+            look_closer = 0.5 * (threshold if detector == "content" else float(min_content_val))
+            try:
+                skimmed = skim_scores(video, weights, look_closer=look_closer, blank_threshold=blank_low,
+                                      margin=int(window_width), size=size, chunk_size=int(chunk_size), device=device)
+            except VideoReadError:
+                skimmed = None  # e.g. a raw stream without timestamps: decode every frame below
+        if skimmed is not None:
+            scores, timestamps, spread, end_time = skimmed  # (T,) each, and a float
+        else:
+            source = open_source(video, fps=fps)
+            scores, timestamps, spread = content_scores(source, weights, size=size,
+                                                        chunk_size=int(chunk_size), device=device)  # (T,) each
+            end_time = source.end_time()
         if detector == "content":
             candidate = scores >= threshold
         else:
             candidate = _adaptive_candidates(scores, float(adaptive_threshold), float(min_content_val),
                                              int(window_width))
         strength = scores
-        if blank_threshold is not None:
-            fades = _blank_changes(spread, float(blank_threshold))
+        if blank_low is not None:
+            fades = _blank_changes(spread, blank_low)
             candidate = candidate | fades
             strength = torch.where(fades, strength.clamp_min(threshold), strength)  # a sharper cut nearby wins
     cuts = _suppress(candidate, strength, int(min_shot_len))
-    return shots_from_cuts(cuts, timestamps, source.end_time())
+    return shots_from_cuts(cuts, timestamps, end_time)

@@ -1,0 +1,233 @@
+"""Content scores for shot detection: how much each frame differs from the one before, in HSV.
+
+The content score of frame t is the mean absolute difference to frame t-1 of hue, saturation and value (OpenCV's
+8-bit HSV scale: H in [0, 180), S and V in [0, 255]), optionally of an edge map, averaged with `weights` — the score
+PySceneDetect's ContentDetector thresholds at 27. With it comes each frame's spread (median absolute deviation of
+the value plane), which tells blank frames from pictures.
+
+`content_scores` decodes every frame. `skim_scores` gets the same scores where they matter for less decoding: it
+scores the reference frames of the stream against each other (`VideoScanner.reference_chunks`), then decodes every
+frame only in the spans between two reference frames that differ enough to hide a cut, or a change between blank
+and picture (`VideoScanner.frames_between`). Elsewhere each frame gets its span's score shared evenly, an estimate
+below the level that matters, and spreads interpolated between the span's ends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from videoai.tokenize.scan import VideoScanner
+from videoai.understand._source import FrameSource, _prefetch, open_source, pick_device
+
+__all__ = ["ContentScorer", "content_scores", "skim_scores", "rgb_to_hsv", "blank_state", "check_weights"]
+
+_CPU_PIXELS = 1 << 17  # pixels scored at once on the CPU
+
+
+def _hsv_planes(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor):
+    """Float RGB planes in [0, 255] (any equal shapes) -> (hue, saturation, value) planes, OpenCV 8-bit scale."""
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    # Hue sector by which channel is the max (ties resolve R, then G, like OpenCV); blends by 0/1 masks are
+    # cheaper on the CPU than nested torch.where.
+    is_r = (value == r).float()
+    is_g = (value == g).float() * (1 - is_r)
+    is_b = 1 - is_r - is_g
+    hue = (is_r * (g - b) + is_g * (b - r + 2 * chroma) + is_b * (r - g + 4 * chroma)) * (30 / chroma.clamp_min(1e-6))
+    hue = hue + 180 * (hue < 0).float()  # 60 degrees per sector, halved to fit 8 bits
+    saturation = chroma * (255 / value.clamp_min(1e-6))
+    return hue, saturation, value
+
+
+def _hsv(frames: torch.Tensor) -> torch.Tensor:
+    """(s, h, w, 3) uint8 RGB -> (3, s, h, w) float HSV on OpenCV's 8-bit scale.
+
+    On the CPU OpenCV converts the whole stack as one image (what PySceneDetect scores, hue rounded to integers),
+    several times faster than torch's elementwise ops on small frames; elsewhere torch computes it in float.
+    """
+    if frames.device.type == "cpu":
+        count, height, width, _ = frames.shape
+        stacked = np.ascontiguousarray(frames.numpy()).reshape(count * height, width, 3)
+        hsv = cv2.cvtColor(stacked, cv2.COLOR_RGB2HSV)  # (s*h, w, 3) uint8
+        return torch.from_numpy(hsv).view(count, height, width, 3).permute(3, 0, 1, 2).float()  # (3, s, h, w)
+    rgb = frames.permute(3, 0, 1, 2).float()  # (3, s, h, w) planar
+    return torch.stack(_hsv_planes(rgb[0], rgb[1], rgb[2]))
+
+
+def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float RGB in [0, 255] -> HSV on OpenCV's 8-bit scale: H in [0, 180), S and V in [0, 255]."""
+    return torch.stack(_hsv_planes(*rgb.unbind(1)), dim=1)
+
+
+def _edge_maps(value: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) luma -> (B, 1, H, W) edges in {0, 255}.
+
+    Written here because Canny (cv2) runs one frame at a time on the CPU: this is Sobel magnitude above Canny's
+    usual median-based high threshold (1 + 1/3) * median, without thinning, dilated like PySceneDetect does.
+    """
+    kernel_x = value.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([kernel_x, kernel_x.T])[:, None]  # (2, 1, 3, 3)
+    grad = F.conv2d(F.pad(value, (1, 1, 1, 1), mode="replicate"), kernels)  # (B, 2, H, W)
+    magnitude = grad.abs().sum(1, keepdim=True)  # L1 norm, Canny's default
+    median = value.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
+    edges = (magnitude >= (4.0 / 3.0) * median.clamp_min(1.0)).float()
+    height, width = value.shape[-2:]
+    size = 4 + round(math.sqrt(height * width) / 192)
+    size += 1 - size % 2  # odd
+    return F.max_pool2d(edges, size, stride=1, padding=size // 2) * 255  # dilation
+
+
+def check_weights(weights) -> tuple[float, float, float, float]:
+    try:
+        weights = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights: expected 4 numbers (hue, sat, value, edges), got {weights!r}") from None
+    if len(weights) != 4 or sum(abs(w) for w in weights) == 0:
+        raise ValueError(f"weights: expected 4 numbers (hue, sat, value, edges), not all 0, got {weights!r}")
+    return weights
+
+
+class ContentScorer:
+    """Scores frames fed in order, chunk by chunk, against the frame fed before (the first one fed scores 0)."""
+
+    def __init__(self, weights=(1.0, 1.0, 1.0, 0.0), device=None):
+        weights = check_weights(weights)
+        self.num_components = 4 if weights[3] != 0 else 3
+        weight = torch.tensor(weights, dtype=torch.float32)
+        self.weight = weight[:self.num_components] / weight.abs().sum()  # (C,)
+        self.device = device
+        self.previous = None  # the last frame's feature planes, each (h, w)
+
+    def reset(self) -> None:
+        """Forget the previous frame: the next frame fed scores 0."""
+        self.previous = None
+
+    def __call__(self, frames: torch.Tensor, on_device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t, h, w, 3) uint8 RGB -> scores (t,) and spreads (t,), float32 on the CPU. on_device: where the frames
+        already are (scored there unless the scorer was given a device), None for decoded frames."""
+        target = pick_device(on_device, self.device)
+        frames = frames.to(target, non_blocking=True)  # (t, h, w, 3) uint8
+        # CPU: a few frames at a time keep every temporary cache-sized (big fresh allocations page-fault); GPU: all.
+        step = frames.shape[0] if target.type == "cuda" else max(1, _CPU_PIXELS // (frames.shape[1] * frames.shape[2]))
+        deltas, spreads = [], []
+        for first in range(0, frames.shape[0], step):
+            features = list(_hsv(frames[first:first + step]))  # 3 x (s, h, w) float
+            if self.num_components == 4:
+                features.append(_edge_maps(features[2][:, None])[:, 0])
+            columns = []
+            for k, plane in enumerate(features):
+                delta = (plane[1:] - plane[:-1]).abs().mean(dim=(1, 2))  # (s-1,)
+                head = plane.new_zeros(1) if self.previous is None else (plane[0] - self.previous[k]).abs().mean()[None]
+                columns.append(torch.cat([head, delta]))
+            deltas.append(torch.stack(columns, 1))  # (s, C)
+            value = features[2][:, ::2, ::2].flatten(1)  # (s, h*w/4)
+            spreads.append((value - value.median(1, keepdim=True).values).abs().median(1).values)
+            self.previous = [plane[-1] for plane in features]
+        scores = torch.cat(deltas).cpu() @ self.weight  # (t,)
+        return scores.float(), torch.cat(spreads).cpu().float()
+
+
+def content_scores(
+    video,
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0),
+    *,
+    size=72,
+    chunk_size: int = 32,
+    fps: float | None = None,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-frame content score (T,) float32 (frame 0 scores 0), timestamps (T,) float64 and spread (T,) float32.
+
+    video: path, `VideoClip` or (T, H, W, 3) uint8 frames (see `detect_shots`). weights: (hue, saturation, value,
+    edges). spread is the median absolute deviation of the value plane (on every second pixel): 0 for a blank frame
+    (black, white or any flat colour, even with a small logo), tens for a picture. All three on the CPU.
+    """
+    scorer = ContentScorer(weights, device)
+    source = video if isinstance(video, FrameSource) else open_source(video, fps=fps)
+    scores, spreads, times = [], [], []
+    for chunk in source.chunks(chunk_size, size):
+        score, spread = scorer(chunk.frames, chunk.frames.device if source.frames is not None else None)
+        scores.append(score)
+        spreads.append(spread)
+        times.append(chunk.timestamps)
+    return torch.cat(scores), torch.cat(times).to(torch.float64), torch.cat(spreads)
+
+
+def blank_state(spread: torch.Tensor, low: float) -> torch.Tensor:
+    """(T,) spread -> (T,) bool, frame is blank. Hysteresis: blank below `low`, a picture above 2 * low, and in
+    between the last decided state (the first frame: blank below 1.5 * low)."""
+    decided = (spread < low) | (spread > 2 * low)
+    index = torch.where(decided, torch.arange(spread.shape[0]), torch.full_like(spread, -1, dtype=torch.long))
+    last = index.cummax(0).values  # (T,) last decided frame so far, -1 before the first
+    return torch.where(last >= 0, spread[last.clamp_min(0)] < low, spread[0] < 1.5 * low)
+
+
+def skim_scores(
+    path,
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0),
+    *,
+    look_closer: float,
+    blank_threshold: float | None,
+    margin: int = 0,
+    size=72,
+    chunk_size: int = 32,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """`content_scores` of a file, exact wherever a score could reach `look_closer` or a frame could turn blank
+    (see the module doc), with `margin` more exact frames on each side of every such span. -> scores (T,),
+    timestamps (T,) float64, spreads (T,), end time of the last frame. Raises VideoReadError like `read_video`."""
+    scanner = VideoScanner(path, size)
+    scorer = ContentScorer(weights, device)
+    indices, coarse, coarse_spread = [], [], []
+    for chunk in _prefetch(scanner.reference_chunks(chunk_size)):
+        score, spread = scorer(chunk.frames)  # (t,) each: against the previous reference frame
+        indices.append(chunk.indices)
+        coarse.append(score)
+        coarse_spread.append(spread)
+    ref, coarse, coarse_spread = torch.cat(indices), torch.cat(coarse), torch.cat(coarse_spread)  # (R,) each
+    total = scanner.num_frames
+    position = torch.arange(total)  # (T,)
+    # Estimates first: every frame of span (ref[i-1], ref[i]] gets coarse[i] / its length, spreads interpolated.
+    after = torch.searchsorted(ref, position).clamp(max=ref.shape[0] - 1)  # (T,) the reference frame at or after
+    before = (after - 1).clamp_min(0)
+    length = (ref[after] - ref[before]).clamp_min(1)  # (T,)
+    scores = torch.where(position > ref[0], coarse[after] / length, torch.zeros(()))
+    fraction = ((position - ref[before]) / length).clamp(0, 1)
+    spreads = torch.lerp(coarse_spread[before], coarse_spread[after], fraction.float())
+    # Spans worth a closer look: more than one frame long and a score that could hide a cut, or a blank change.
+    gap = ref[1:] - ref[:-1]  # (R-1,)
+    closer = coarse[1:] >= look_closer
+    if blank_threshold is not None:
+        state = blank_state(coarse_spread, blank_threshold)
+        undecided = (coarse_spread >= blank_threshold) & (coarse_spread <= 2 * blank_threshold)
+        closer |= (state[1:] != state[:-1]) | undecided[1:] | undecided[:-1]
+    spans = [(int(a), int(b)) for a, b in zip(ref[:-1][closer & (gap > 1)], ref[1:][closer & (gap > 1)])]
+    if ref[0] > 0:
+        spans.insert(0, (0, int(ref[0])))  # frames shown before the first reference frame (open GOP)
+    if ref[-1] < total - 1:
+        spans.append((int(ref[-1]), total - 1))  # non-reference frames after the last one
+    for first, last in _merge(spans, margin, total):
+        span = scanner.frames_between(first, last)
+        scorer.reset()
+        score, spread = scorer(span.frames)  # (last - first + 1,) each
+        scores[first + 1:last + 1] = score[1:]  # the span's first frame has no exact predecessor here
+        spreads[first:last + 1] = spread
+    scanner.close()
+    return scores, torch.from_numpy(scanner.timestamps), spreads, scanner.duration
+
+
+def _merge(spans: list[tuple[int, int]], margin: int, total: int) -> list[tuple[int, int]]:
+    """Widen each (first, last) span by `margin` (the first by one more frame, to score it exactly) and merge."""
+    merged: list[list[int]] = []
+    for first, last in sorted(spans):
+        first, last = max(0, first - margin - 1), min(total - 1, last + margin)
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return [(a, b) for a, b in merged]
