@@ -211,13 +211,15 @@ def skim_scores(
         spans.insert(0, (0, int(ref[0])))  # frames shown before the first reference frame (open GOP)
     if ref[-1] < total - 1:
         spans.append((int(ref[-1]), total - 1))  # non-reference frames after the last one
-    for first, last in _merge(spans, margin, total):
-        span = scanner.frames_between(first, last)
-        scorer.reset()
-        score, spread = scorer(span.frames)  # (last - first + 1,) each
-        scores[first + 1:last + 1] = score[1:]  # the span's first frame has no exact predecessor here
-        spreads[first:last + 1] = spread
-    scanner.close()
+    try:
+        for first, last in _merge(spans, margin, total):
+            span = scanner.frames_between(first, last)
+            scorer.reset()
+            score, spread = scorer(span.frames)  # (last - first + 1,) each
+            scores[first + 1:last + 1] = score[1:]  # the span's first frame has no exact predecessor here
+            spreads[first:last + 1] = spread
+    finally:
+        scanner.close()
     return scores, torch.from_numpy(scanner.timestamps), spreads, scanner.duration
 
 
