@@ -143,3 +143,42 @@ def test_node_input_ties_path_nodes_into_the_encoder(make_config, item_codes, tr
     assert torch.equal(again.items, out.items) and torch.allclose(again.scores, out.scores)
     with pytest.raises(ValueError, match="node_input"):
         OneRecModel(make_config(node_input=True))
+
+
+def test_item_loss_is_a_full_softmax_over_tied_item_vectors(make_config, item_codes, trie):
+    """item_loss == cross-entropy of h(first-token state) . (item emb + path-node embs) over all items; weight 0
+    leaves the loss as it was; the term also trains the encoder and the tied vectors."""
+    from videoai.recommend import NextItemCollator, prefix_node_count, trie_targets
+
+    num_items = item_codes.shape[0]
+    config = dict(num_items=num_items, num_prefix_nodes=prefix_node_count(trie, 3), node_levels=3, node_input=True)
+    with pytest.raises(ValueError, match="node_input"):
+        OneRecModel(make_config(item_loss_weight=0.5))
+    batch = NextItemCollator(item_codes)([torch.tensor([3, 7, 1, 9]), torch.tensor([5, 2, 8])])
+    args = (batch["history_codes"], batch["history_mask"], batch["target_codes"], batch["target_mask"])
+    targets = trie_targets(trie, OneRecModel(make_config(**config)), batch["target_codes"])
+
+    def run(weight):
+        torch.manual_seed(0)
+        model = OneRecModel(make_config(item_loss_weight=weight, **config)).attach_trie(trie).eval()
+        return model, model(*args, trie_targets=targets, history_items=batch["history_items"],
+                            target_items=batch["target_items"])
+
+    model, out = run(0.5)
+    base_model, base = run(0.0)
+    assert base.item_loss is None and torch.equal(base.loss, base.token_loss + 0.01 * base.aux_loss)
+    assert torch.allclose(out.token_loss, base.token_loss)
+    assert torch.allclose(out.loss, base.loss + 0.5 * out.item_loss)
+    # by hand: the state at step 0 (BOS) of each real target, scored against every item's composed vector
+    memory, memory_mask = model.encode(batch["history_codes"], batch["history_mask"],
+                                       history_items=batch["history_items"])
+    hidden, _ = model.decode(memory, memory_mask, batch["target_codes"], torch.arange(1, memory.shape[1]),
+                             batch["target_mask"], targets.prefix_nodes)  # (B, T, L, D)
+    nodes = model.item_nodes  # (N, L), every node known (node_levels = L)
+    vectors = model.item_embedding.weight + model.node_embedding.weight[nodes].sum(1)  # (N, D)
+    real = batch["target_items"][..., 0] >= 0  # (B, T)
+    expected = torch.nn.functional.cross_entropy(hidden[:, :, 0][real] @ vectors.T, batch["target_items"][..., 0][real])
+    assert torch.allclose(out.item_loss, expected, atol=1e-5)
+    out.item_loss.backward()
+    encoder_grad = sum(p.grad.abs().sum() for p in model.encoder_layers.parameters() if p.grad is not None)
+    assert model.item_embedding.weight.grad.abs().sum() > 0 and encoder_grad > 0

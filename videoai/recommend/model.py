@@ -27,7 +27,7 @@ class OneRecConfig(PretrainedConfig):
                  dropout: float = 0.2, num_user_buckets: int = 0, context_dim: int = 0,
                  aux_loss_weight: float = 0.01, tie_output: bool = True, initializer_range: float = 0.02,
                  num_items: int = 0, num_prefix_nodes: int = 0, node_levels: int = 2, node_input: bool = False,
-                 **kwargs):
+                 item_loss_weight: float = 0.0, **kwargs):
         self.num_levels, self.codebook_size, self.session_length = num_levels, codebook_size, session_length
         self.max_history, self.d_model, self.num_heads = max_history, d_model, num_heads
         self.num_encoder_layers, self.num_decoder_layers, self.d_ff = num_encoder_layers, num_decoder_layers, d_ff
@@ -50,17 +50,23 @@ class OneRecConfig(PretrainedConfig):
         # history item's trie path, the same vectors that score those nodes as outputs (input/output tying, as
         # SASRec ties its item embeddings); the path table comes from OneRecModel.attach_trie
         self.node_input = node_input
+        # > 0 (needs node_input): adds this weight x a full softmax over all items, scored from the decoder state
+        # that predicts each target item's first token against the item vectors the encoder adds to its history
+        # items (item_vectors: item-index + path-node embeddings), as SASRec's tied CE; beam search still decodes
+        self.item_loss_weight = item_loss_weight
         super().__init__(**kwargs)
 
 
 @dataclass
 class OneRecOutput:
-    """loss = token_loss + aux_loss_weight * aux_loss; logits (B, R, S, V) over each step's level vocabulary."""
+    """loss = token_loss + aux_loss_weight * aux_loss (+ item_loss_weight * item_loss when computed); logits
+    (B, R, S, V) over each step's level vocabulary."""
 
     loss: torch.Tensor | None
     token_loss: torch.Tensor | None
     aux_loss: torch.Tensor
     logits: torch.Tensor
+    item_loss: torch.Tensor | None = None
 
 
 @dataclass
@@ -108,6 +114,9 @@ class OneRecModel(PreTrainedModel):
         if config.node_input and not (config.num_items and config.num_prefix_nodes):
             raise ValueError(f"node_input=True needs num_items > 0 and num_prefix_nodes > 0, got num_items="
                              f"{config.num_items}, num_prefix_nodes={config.num_prefix_nodes}")
+        if config.item_loss_weight and not config.node_input:
+            raise ValueError(f"item_loss_weight={config.item_loss_weight} needs node_input=True (item vectors are "
+                             "composed from each item's path-node embeddings)")
         if config.node_input:  # trie nodes on each item's path (depth 1..L), -1 = none; saved with the weights
             self.register_buffer("item_nodes", torch.full((config.num_items, levels), -1, dtype=torch.long))
         self._item_nodes_filled = False  # host-side cache of has_item_nodes(), so encode does not sync every call
@@ -164,6 +173,28 @@ class OneRecModel(PreTrainedModel):
         offsets = torch.arange(codes.shape[-1], device=codes.device) * self.config.codebook_size
         return self.token_embedding(codes + offsets).sum(-2)
 
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """Item indices (...) -> (..., D): item-index embedding (+ the prefix-node embeddings on the item's trie path
+        with node_input). The encoder adds them to each history item; the item-level loss scores them as outputs."""
+        vectors = self.item_embedding(items)  # (..., D)
+        if self.config.node_input:
+            if not self.has_item_nodes():
+                raise ValueError("this model has config.node_input=True: call model.attach_trie(trie) first")
+            nodes = self.item_nodes[items]  # (..., L)
+            known = (nodes >= 0) & (nodes < self.config.num_prefix_nodes)
+            path = self.node_embedding(nodes.clamp(0, self.config.num_prefix_nodes - 1)) * known[..., None]
+            vectors = vectors + path.sum(-2)  # (..., D)
+        return vectors
+
+    def item_loss(self, hidden: torch.Tensor, target_items: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over all items of each target item (B, R, M) (-1 = none) scored from the decoder states
+        hidden (B, R, S, D) that predict its first token: logit(item) = h . item_vectors(item)."""
+        first = hidden[..., ::self.config.num_levels, :]  # (B, R, M, D)
+        valid = target_items >= 0
+        vectors = self.item_vectors(torch.arange(self.config.num_items, device=hidden.device))  # (N, D)
+        logits = first[valid] @ vectors.T  # (n, N), real targets only
+        return F.cross_entropy(logits.float(), target_items[valid])
+
     def encode(self, history_codes: torch.Tensor, history_mask: torch.Tensor, user_ids: torch.Tensor | None = None,
                context: torch.Tensor | None = None, history_items: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,14 +212,7 @@ class OneRecModel(PreTrainedModel):
         if self.item_embedding is not None:
             if history_items is None:
                 raise ValueError("this model has config.num_items > 0: pass history_items (B, T) item indices")
-            items = items + self.item_embedding(history_items.clamp(0, self.config.num_items - 1))
-            if self.config.node_input:
-                if not self.has_item_nodes():
-                    raise ValueError("this model has config.node_input=True: call model.attach_trie(trie) first")
-                nodes = self.item_nodes[history_items.clamp(0, self.config.num_items - 1)]  # (B, T, L)
-                known = (nodes >= 0) & (nodes < self.config.num_prefix_nodes)
-                path = self.node_embedding(nodes.clamp(0, self.config.num_prefix_nodes - 1)) * known[..., None]
-                items = items + path.sum(-2)  # (B, T, D)
+            items = items + self.item_vectors(history_items.clamp(0, self.config.num_items - 1))
         items = items * history_mask[..., None]
         prefix = self.prefix.expand(batch, 1, -1)  # (B, 1, D)
         if self.user_embedding is not None and user_ids is not None:
@@ -294,7 +318,8 @@ class OneRecModel(PreTrainedModel):
     def forward(self, history_codes: torch.Tensor, history_mask: torch.Tensor, target_codes: torch.Tensor,
                 target_mask: torch.Tensor | None = None, user_ids: torch.Tensor | None = None,
                 context: torch.Tensor | None = None, every_position: bool = True,
-                trie_targets: TrieTargets | None = None, history_items: torch.Tensor | None = None) -> OneRecOutput:
+                trie_targets: TrieTargets | None = None, history_items: torch.Tensor | None = None,
+                target_items: torch.Tensor | None = None) -> OneRecOutput:
         """Next-session token loss.
 
         every_position=True: target_codes (B, T, M, L) holds, for every history position t, the M items after t
@@ -302,6 +327,8 @@ class OneRecModel(PreTrainedModel):
         follow the whole history (e.g. chosen/rejected sessions). target_mask (B, R|T, M) marks real target items.
         trie_targets (TrieTables.targets of target_codes) gives constrained training: every softmax runs over the
         children the trie allows (the returned logits are -inf elsewhere); required with prefix-node embeddings.
+        target_items (B, R|T, M) item indices of the targets (-1 = none): with config.item_loss_weight > 0 the loss
+        adds the item-level full softmax (item_loss); without them it is not computed.
         """
         memory, memory_mask = self.encode(history_codes, history_mask, user_ids, context, history_items)
         rows, length = target_codes.shape[1], history_codes.shape[1]
@@ -319,7 +346,11 @@ class OneRecModel(PreTrainedModel):
             labels = torch.where(valid, labels, torch.full_like(labels, -100))
         token_loss = F.cross_entropy(logits.flatten(0, 2).float(), labels.flatten(), ignore_index=-100)
         loss = token_loss + self.config.aux_loss_weight * aux_loss
-        return OneRecOutput(loss=loss, token_loss=token_loss, aux_loss=aux_loss, logits=logits)
+        item_loss = None
+        if self.config.item_loss_weight and target_items is not None:
+            item_loss = self.item_loss(hidden, target_items)
+            loss = loss + self.config.item_loss_weight * item_loss
+        return OneRecOutput(loss=loss, token_loss=token_loss, aux_loss=aux_loss, logits=logits, item_loss=item_loss)
 
     def session_log_prob(self, history_codes: torch.Tensor, history_mask: torch.Tensor, session_codes: torch.Tensor,
                          user_ids: torch.Tensor | None = None, context: torch.Tensor | None = None,

@@ -62,15 +62,19 @@ def trie_targets(trie, model, session_codes: torch.Tensor) -> TrieTargets:
 
 
 def next_token_loss(model, batch: dict, trie=None) -> tuple[torch.Tensor, dict]:
-    """Teacher-forced next-token loss on semantic IDs at every history position (+ MoE load balancing).
+    """Teacher-forced next-token loss on semantic IDs at every history position (+ MoE load balancing, + the
+    item-level full softmax when model.config.item_loss_weight > 0).
 
     With a trie, each token's softmax runs over the children the trie allows after its prefix (constrained
     training, the same distribution beam search decodes from).
     """
     targets = None if trie is None else trie_targets(trie, model, batch["target_codes"])
     out = model(batch["history_codes"], batch["history_mask"], batch["target_codes"], batch["target_mask"],
-                trie_targets=targets, history_items=batch["history_items"])
-    return out.loss, {"token_loss": out.token_loss.detach(), "aux_loss": out.aux_loss.detach()}
+                trie_targets=targets, history_items=batch["history_items"], target_items=batch["target_items"])
+    logs = {"token_loss": out.token_loss.detach(), "aux_loss": out.aux_loss.detach()}
+    if out.item_loss is not None:
+        logs["item_loss"] = out.item_loss.detach()
+    return out.loss, logs
 
 
 def train_onerec(model, sequences: list[torch.Tensor], item_codes: torch.Tensor, config: TrainConfig,
