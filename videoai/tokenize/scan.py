@@ -131,7 +131,7 @@ class VideoScanner:
         start_pts = self._pts_list[first]
         keyframe = self._keyframes[max(0, bisect.bisect_right(self._keyframes, start_pts) - 1)]
         fine = self._fine
-        if fine is None or fine.last_out >= first and first not in fine.pending or keyframe > fine.fed_pts:
+        if fine is None or (fine.last_out >= first and first not in fine.pending) or keyframe > fine.fed_pts:
             self.close()  # behind us, or a keyframe ahead: seek
             container, stream = self._open()
             container.seek(keyframe, stream=stream, backward=True)

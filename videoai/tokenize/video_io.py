@@ -20,6 +20,7 @@ import av
 import decord
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 from decord.bridge.torchdl import to_torch
 
 from videoai.files import atomic_write
@@ -104,6 +105,7 @@ class _SequentialDecoder:
         self._container = None
         self._frames = None
         self._position = 0  # index of the next frame the decoder yields
+        self._reformatter = VideoReformatter()  # one scaler for every frame (to_ndarray(width=) builds one per frame)
 
     def _restart(self) -> None:
         if self._container is not None:
@@ -125,9 +127,9 @@ class _SequentialDecoder:
                 position, self._position = self._position, self._position + 1
                 if position == wanted[filled]:
                     # bilinear swscale is what decord's resize uses: outputs agree to ~0.1 grey level on average
-                    out[filled] = frame.to_ndarray(
-                        format="rgb24", width=self.width, height=self.height, interpolation="BILINEAR"
-                    )
+                    out[filled] = self._reformatter.reformat(
+                        frame, format="rgb24", width=self.width, height=self.height, interpolation="BILINEAR"
+                    ).to_ndarray()
                     filled += 1
                     if filled == len(wanted):
                         break
