@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--transformer-steps", type=int, default=defaults.transformer_steps)
     parser.add_argument("--lr-decay-steps", type=int, default=defaults.generator.lr_decay_steps,
                         help="cosine lr decay to 0 over the transformer's last N steps (0: constant lr)")
+    parser.add_argument("--fine-steps", type=int, default=defaults.fine_steps,
+                        help="steps of the last stage on 1x1-latent-pixel tokens (0: ship the 2x2-token transformer)")
     parser.add_argument("--num-clips", type=int, default=defaults.num_clips)
     parser.add_argument("--mode", default=defaults.generator.mode, choices=["full", "lora", "adapter"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
@@ -37,7 +39,8 @@ def main() -> None:
     recipe = dataclasses.replace(
         defaults, output_dir=args.output_dir, vae_steps=args.vae_steps, vae_full_steps=args.vae_full_steps,
         transformer_steps=args.transformer_steps, num_clips=args.num_clips, seed=args.seed,
-        generator=dataclasses.replace(defaults.generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps))
+        generator=dataclasses.replace(defaults.generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps),
+        fine_steps=max(args.fine_steps, 1), fine_patch_size=defaults.fine_patch_size if args.fine_steps else None)
     train_default_model(recipe)
     print(f"saved {args.output_dir}/model")
 

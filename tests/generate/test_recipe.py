@@ -30,12 +30,14 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
         output_dir=tmp_path, model=replace(TINY, num_frames=13, height=64, width=64), vae_steps=1, vae_full_steps=1,
         vae=VAETrainConfig(batch_size=2, num_frames=5, crop_size=32), vae_full=VAETrainConfig(batch_size=1, num_frames=13,
         crop_size=64), vae_clips=4, num_clips=4, encode_batch_size=4, transformer_steps=2,
-        generator=GeneratorTrainConfig(batch_size=2, lr_warmup_steps=0), checkpoint_every=1)
+        generator=GeneratorTrainConfig(batch_size=2, lr_warmup_steps=0), checkpoint_every=1, fine_steps=2,
+        fine_generator=GeneratorTrainConfig(batch_size=2, lr_warmup_steps=0))
     pipe = train_default_model(recipe)
-    for stage in ("vae", "vae_full", "transformer"):
+    for stage in ("vae", "vae_full", "transformer", "transformer_fine"):
         assert (tmp_path / stage / "DONE").is_file()
     loaded = TrajectoryImageToVideoPipeline.from_pretrained(tmp_path / "model")
     assert loaded.config.default_num_frames == 13
+    assert tuple(loaded.transformer.config.patch_size) == (1, 1, 1)  # stage 4 refined the tokens
     assert loaded.vae.config.latents_std != [1.0] * TINY.z_dim  # fitted statistics were saved
     again = train_default_model(recipe)  # every stage is done: loads, trains nothing
     torch.testing.assert_close(again.transformer.proj_out.weight, pipe.transformer.proj_out.weight)

@@ -36,6 +36,17 @@ def test_rgb_to_hsv_matches_opencv():
     assert difference.max() <= 1.0  # OpenCV rounds to uint8 (and divides by lookup table), we keep floats
 
 
+@pytest.mark.parametrize("pixels", [2304, 2305, 1])
+def test_spread_is_the_median_absolute_deviation(pixels):
+    from videoai.understand.content_score import _median_abs_deviation
+
+    value = torch.randint(0, 256, (6, pixels)).float()
+    value[2] = 17.0  # a flat frame: spread 0
+    value[3, : pixels // 2] = 255.0
+    median = value.median(1, keepdim=True).values
+    torch.testing.assert_close(_median_abs_deviation(value), (value - median).abs().median(1).values)
+
+
 @pytest.mark.parametrize("detector", ["content", "adaptive"])
 def test_synthetic_cuts_found_exactly(detector):
     config = ShapesConfig(num_frames=80, height=64, width=96, num_shots=4, min_shot_length=16, camera_pan=True,

@@ -28,6 +28,7 @@ class TinyWanConfig:
     ffn_dim: int = 512
     text_dim: int = 16
     freq_dim: int = 64
+    patch_size: tuple[int, int, int] = (1, 2, 2)  # transformer tokens in latent voxels (t, h, w)
     with_motion_adapter: bool = False
     adapter_hidden_dim: int = 32
     flow_shift: float = 1.0
@@ -59,7 +60,7 @@ def build_vae(config: TinyWanConfig) -> AutoencoderKLWan:
 def build_transformer(config: TinyWanConfig) -> WanTransformer3DModel:
     """Randomly initialised WanTransformer3DModel for [noise, mask, condition] inputs (2C + 4 channels)."""
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
+        patch_size=tuple(config.patch_size),
         num_attention_heads=config.num_attention_heads,
         attention_head_dim=config.attention_head_dim,
         in_channels=2 * config.z_dim + 4,
@@ -87,7 +88,7 @@ def build_pipeline(config: TinyWanConfig | None = None, vae: AutoencoderKLWan | 
         adapter = MotionAdapter(num_layers=config.num_layers,
                                 inner_dim=config.num_attention_heads * config.attention_head_dim,
                                 in_channels=3 * vae.config.scale_factor_temporal,
-                                hidden_dim=config.adapter_hidden_dim, patch_size=(1, 2, 2))
+                                hidden_dim=config.adapter_hidden_dim, patch_size=tuple(config.patch_size))
     return TrajectoryImageToVideoPipeline(
         vae=vae, transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=config.flow_shift),
         motion_adapter=adapter, track_sigma=config.track_sigma, default_num_frames=config.num_frames,

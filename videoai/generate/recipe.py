@@ -2,8 +2,10 @@
 
 Stages (each resumable; a finished stage is skipped on rerun): 1. train a tiny AutoencoderKLWan on clip crops and
 fit its latent statistics; 2. encode the training clips with their ground-truth tracks (object centroids plus
-static background anchors); 3. train a tiny WanTransformer3DModel by flow matching with track conditioning;
-4. save the pipeline (`TrajectoryImageToVideoPipeline.from_pretrained(output_dir / "model")`).
+static background anchors); 3. train a tiny WanTransformer3DModel by flow matching with track conditioning, on
+coarse tokens (2x2 latent pixels: cheap steps); 4. convert it to finer tokens (`fine_patch_size`, 1x1 latent pixel:
+4x the tokens, so objects of 8-14 px are placed to a finer grid) and fine-tune; save the pipeline
+(`TrajectoryImageToVideoPipeline.from_pretrained(output_dir / "model")`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from videoai.train import TrainConfig
 
 from .default import TinyWanConfig, build_pipeline, build_vae
 from .pipeline import TrajectoryImageToVideoPipeline
+from .repatch import repatch_transformer
 from .train import GeneratorTrainConfig, TrackConditionedLatents, encode_clips, train_generator
 from .train_vae import VAETrainConfig, VideoCrops, fit_latent_stats, train_vae
 
@@ -57,6 +60,11 @@ class DefaultRecipe:
         batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, lr_decay_steps=1000, max_tracks=6,
         weighting_scheme="none"))
     transformer_steps: int = 7000
+    fine_patch_size: tuple[int, int, int] | None = (1, 1, 1)  # None: ship the stage-3 transformer
+    fine_generator: GeneratorTrainConfig = field(default_factory=lambda: GeneratorTrainConfig(
+        batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, lr_decay_steps=1000, max_tracks=6,
+        weighting_scheme="none"))
+    fine_steps: int = 3000
     ema_decay: float | None = 0.995
     checkpoint_every: int = 250
     seed: int = 0
@@ -147,30 +155,51 @@ def _encode_stage(recipe: DefaultRecipe, root: Path, vae):
     return latents, conditions, tracks
 
 
+def _train_transformer_stage(recipe: DefaultRecipe, out_dir: Path, pipe, generator: GeneratorTrainConfig,
+                             steps: int, data) -> None:
+    """Flow-matching training of pipe.transformer in out_dir (resumable); the result is kept in out_dir / "final"."""
+    from diffusers import WanTransformer3DModel
+
+    if _stage_done(out_dir):
+        pipe.register_modules(transformer=WanTransformer3DModel.from_pretrained(out_dir / "final"))
+        return
+    latents, conditions, tracks = data
+    dataset = TrackConditionedLatents(latents, conditions, tracks, generator,
+                                      temporal_factor=pipe.vae.config.scale_factor_temporal,
+                                      track_sigma=pipe.config.track_sigma,
+                                      mark_mask=pipe.config.mark_tracks_in_mask,
+                                      with_motion_maps=pipe.motion_adapter is not None, seed=recipe.seed)
+    config = TrainConfig(output_dir=out_dir, max_steps=steps, log_every=50, seed=recipe.seed,
+                         ema_decay=recipe.ema_decay, checkpoint_every=recipe.checkpoint_every,
+                         keep_last_checkpoints=1, resume_from="latest", progress_bar=False)
+    result, _ = train_generator(pipe, dataset, generator, config)
+    pipe.transformer.eval()
+    pipe.transformer.save_pretrained(out_dir / "final")
+    _mark_done(out_dir, {"steps": result.step, "last_loss": result.loss, "wall_time_s": result.wall_time})
+
+
 def train_default_model(recipe: DefaultRecipe) -> TrajectoryImageToVideoPipeline:
     """Run (or resume) all stages; the pipeline is saved to `output_dir / "model"` and returned."""
+    if recipe.fine_patch_size is not None and recipe.model.with_motion_adapter:
+        raise ValueError("DefaultRecipe.fine_patch_size needs model.with_motion_adapter=False (the adapter's token "
+                         "grid is not converted); set fine_patch_size=None or model.patch_size instead")
     root = Path(recipe.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1, default=str))
     torch.manual_seed(recipe.seed)
-    logger.info("stage 1/3: VAE")
+    logger.info("stage 1/4: VAE")
     vae = _train_vae_stage(recipe, root)
     vae.eval().requires_grad_(False)
-    logger.info("stage 2/3: encoding %d clips", recipe.num_clips)
-    latents, conditions, tracks = _encode_stage(recipe, root, vae)
-    logger.info("stage 3/3: transformer")
+    logger.info("stage 2/4: encoding %d clips", recipe.num_clips)
+    data = _encode_stage(recipe, root, vae)
+    logger.info("stage 3/4: transformer")
     pipe = build_pipeline(recipe.model, vae=vae, seed=recipe.seed)
-    dataset = TrackConditionedLatents(latents, conditions, tracks, recipe.generator,
-                                      temporal_factor=vae.config.scale_factor_temporal,
-                                      track_sigma=pipe.config.track_sigma,
-                                      mark_mask=pipe.config.mark_tracks_in_mask,
-                                      with_motion_maps=pipe.motion_adapter is not None, seed=recipe.seed)
-    config = TrainConfig(output_dir=root / "transformer", max_steps=recipe.transformer_steps, log_every=50,
-                         seed=recipe.seed, ema_decay=recipe.ema_decay, checkpoint_every=recipe.checkpoint_every,
-                         keep_last_checkpoints=1, resume_from="latest", progress_bar=False)
-    result, _ = train_generator(pipe, dataset, recipe.generator, config)
-    pipe.transformer.eval()
+    _train_transformer_stage(recipe, root / "transformer", pipe, recipe.generator, recipe.transformer_steps, data)
+    if recipe.fine_patch_size is not None:
+        logger.info("stage 4/4: transformer on %s-voxel tokens", tuple(recipe.fine_patch_size))
+        if not _stage_done(root / "transformer_fine"):
+            pipe.register_modules(transformer=repatch_transformer(pipe.transformer, recipe.fine_patch_size))
+        _train_transformer_stage(recipe, root / "transformer_fine", pipe, recipe.fine_generator, recipe.fine_steps,
+                                 data)
     pipe.save_pretrained(root / "model")
-    _mark_done(root / "transformer", {"steps": result.step, "last_loss": result.loss,
-                                      "wall_time_s": result.wall_time})
     return pipe
