@@ -61,16 +61,32 @@ def test_cfg_extrapolates_from_unconditional(tiny_pipe, image, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(tiny_pipe.transformer, "forward", spy)
-    _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=1)
+    _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=1, batch_guidance=True)
     assert seen == [2]  # conditional and unconditional halves run as one batch
     seen.clear()
-    interval = _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=4, guidance_interval=0.5)
+    _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=1)
+    assert seen == [1, 1]  # on the CPU by default: one after the other (peak memory of one branch)
+    seen.clear()
+    interval = _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=4, guidance_interval=0.5,
+                    batch_guidance=True)
     assert seen == [2, 2, 1, 1]  # guidance on the first half of the steps, then the conditional branch alone
     monkeypatch.undo()
     full = _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=4)
     same = _run(tiny_pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=4, guidance_interval=1.0)
     np.testing.assert_array_equal(full.frames, same.frames)
     assert np.abs(interval.frames - full.frames).max() > 1e-4
+
+
+@pytest.mark.parametrize("with_adapter", [False, True])
+def test_batched_and_sequential_guidance_agree(tiny_pipe, tiny_pipe_with_adapter, image, with_adapter):
+    pipe = tiny_pipe_with_adapter if with_adapter else tiny_pipe
+    if with_adapter:
+        with torch.no_grad():
+            for head in pipe.motion_adapter.heads:
+                head.weight.normal_(0, 0.05)  # zero-initialised heads would make the adapter a no-op
+    batched = _run(pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=3, batch_guidance=True)
+    sequential = _run(pipe, image, tracks=PATHS, guidance_scale=3.0, num_inference_steps=3, batch_guidance=False)
+    np.testing.assert_allclose(batched.frames, sequential.frames, atol=1e-4)
 
 
 def test_save_load_round_trip(tmp_path, tiny_pipe_with_adapter, image):

@@ -241,6 +241,7 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         num_inference_steps: int = 30,
         guidance_scale: float = 1.0,
         guidance_interval: float = 1.0,
+        batch_guidance: bool | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
@@ -260,6 +261,8 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         neither a track nor a prompt to guide by. guidance_interval in (0, 1]: guide only the first fraction of the
         steps (the noisy ones, where layout and motion are decided; Kynkaanniemi et al. 2024 limit guidance to an
         interval too); later steps run the conditional branch alone, at the cost of a generation without guidance.
+        batch_guidance: run a guided step's two branches as one batch (faster on a GPU) or one after the other
+        (the peak memory of a generation without guidance, about the same time on a CPU); None: batch on CUDA.
         """
         # 1. Check inputs
         num_frames, height, width = self.check_inputs(image, prompt, negative_prompt, num_frames, height, width,
@@ -296,24 +299,36 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         conditional_inputs = (track_condition.to(dtype), prompt_embeds, image_embeds,
                               None if modulations is None else [(scale[:batch_size], shift[:batch_size])
                                                                   for scale, shift in modulations])
-        if do_cfg:
+        if batch_guidance is None:
+            batch_guidance = device.type == "cuda"
+        if do_cfg and batch_guidance:
             guided_inputs = (torch.cat([track_condition, condition]).to(dtype),  # (2B, f + C, L, h, w)
                              torch.cat([prompt_embeds, negative_embeds]),
                              None if image_embeds is None else torch.cat([image_embeds, image_embeds]), modulations)
+        elif do_cfg:
+            unconditional_inputs = (condition.to(dtype), negative_embeds, image_embeds,
+                                    None if modulations is None else [(scale[batch_size:], shift[batch_size:])
+                                                                        for scale, shift in modulations])
         guided_steps = math.ceil(guidance_interval * num_inference_steps) if do_cfg else 0
+
+        def velocity_of(model_input, t, inputs):
+            condition_input, text_input, image_input, step_modulations = inputs
+            return denoiser(model_input.to(dtype), condition_input, t.expand(model_input.shape[0]), text_input,
+                            image_input, modulations=step_modulations).float()
 
         # 4. Denoising loop (flow matching: the transformer predicts the velocity noise - data)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(self.scheduler.timesteps):
-                guide = i < guided_steps
-                model_input = torch.cat([latents, latents]) if guide else latents
-                condition_input, text_input, image_input, step_modulations = \
-                    guided_inputs if guide else conditional_inputs
-                velocity = denoiser(model_input.to(dtype), condition_input, t.expand(model_input.shape[0]),
-                                    text_input, image_input, modulations=step_modulations).float()
-                if guide:
-                    conditional, unconditional = velocity.chunk(2)
+                if i >= guided_steps:
+                    velocity = velocity_of(latents, t, conditional_inputs)
+                else:
+                    if batch_guidance:
+                        both = velocity_of(torch.cat([latents, latents]), t, guided_inputs)  # (2B, C, L, h, w)
+                        conditional, unconditional = both.chunk(2)
+                    else:
+                        conditional = velocity_of(latents, t, conditional_inputs)
+                        unconditional = velocity_of(latents, t, unconditional_inputs)
                     velocity = unconditional + guidance_scale * (conditional - unconditional)
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
                 progress_bar.update()
