@@ -15,6 +15,7 @@ import logging
 import torch
 
 from videoai.generate import DefaultRecipe, train_default_model
+from videoai.generate.recipe import start_from_pipeline
 
 
 def main() -> None:
@@ -28,6 +29,8 @@ def main() -> None:
                         help="cosine lr decay to 0 over the transformer's last N steps (0: constant lr)")
     parser.add_argument("--fine-steps", type=int, default=defaults.fine_steps,
                         help="steps of the last stage on 1x1-latent-pixel tokens (0: ship the 2x2-token transformer)")
+    parser.add_argument("--start-from", default=None, metavar="PIPELINE_DIR",
+                        help="take the VAE and the 2x2-token transformer from this saved pipeline (stages 1 and 3)")
     parser.add_argument("--num-clips", type=int, default=defaults.num_clips)
     parser.add_argument("--mode", default=defaults.generator.mode, choices=["full", "lora", "adapter"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
@@ -41,6 +44,8 @@ def main() -> None:
         transformer_steps=args.transformer_steps, num_clips=args.num_clips, seed=args.seed,
         generator=dataclasses.replace(defaults.generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps),
         fine_steps=max(args.fine_steps, 1), fine_patch_size=defaults.fine_patch_size if args.fine_steps else None)
+    if args.start_from:
+        start_from_pipeline(args.output_dir, args.start_from)
     train_default_model(recipe)
     print(f"saved {args.output_dir}/model")
 

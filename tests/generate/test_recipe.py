@@ -1,5 +1,6 @@
 from dataclasses import replace
 
+import pytest
 import torch
 
 from videoai.generate import DefaultRecipe, TrajectoryImageToVideoPipeline, synthetic_tracks, train_default_model
@@ -41,3 +42,23 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     assert loaded.vae.config.latents_std != [1.0] * TINY.z_dim  # fitted statistics were saved
     again = train_default_model(recipe)  # every stage is done: loads, trains nothing
     torch.testing.assert_close(again.transformer.proj_out.weight, pipe.transformer.proj_out.weight)
+
+
+def test_start_from_a_saved_pipeline_runs_only_encoding_and_stage_4(tmp_path):
+    from videoai.generate.default import build_pipeline
+    from videoai.generate.recipe import start_from_pipeline
+
+    source = build_pipeline(replace(TINY, num_frames=13, height=64, width=64), seed=1)
+    source.save_pretrained(tmp_path / "source")
+    start_from_pipeline(tmp_path / "run", tmp_path / "source")
+    recipe = DefaultRecipe(
+        output_dir=tmp_path / "run", model=replace(TINY, num_frames=13, height=64, width=64), num_clips=2,
+        encode_batch_size=2, transformer_steps=10**6, fine_steps=1,
+        fine_generator=GeneratorTrainConfig(batch_size=2, lr_warmup_steps=0), checkpoint_every=1)
+    pipe = train_default_model(recipe)  # stage 3 would take 10**6 steps: it must be skipped
+    torch.testing.assert_close(pipe.vae.state_dict(), source.vae.state_dict())
+    assert not (tmp_path / "run" / "transformer" / "checkpoints").exists()
+    assert (tmp_path / "run" / "transformer_fine" / "DONE").is_file()
+    assert tuple(pipe.transformer.config.patch_size) == (1, 1, 1)
+    with pytest.raises(FileNotFoundError, match="pipeline_dir"):
+        start_from_pipeline(tmp_path / "other", tmp_path / "missing")

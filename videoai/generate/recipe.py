@@ -178,6 +178,22 @@ def _train_transformer_stage(recipe: DefaultRecipe, out_dir: Path, pipe, generat
     _mark_done(out_dir, {"steps": result.step, "last_loss": result.loss, "wall_time_s": result.wall_time})
 
 
+def start_from_pipeline(output_dir: str | Path, pipeline_dir: str | Path) -> None:
+    """Mark stages 1 and 3 of a recipe run in output_dir as done with the VAE and transformer of a saved pipeline
+    (e.g. the embedded model before stage 4 existed): a rerun then only encodes the clips and runs stage 4."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    source, root = Path(pipeline_dir), Path(output_dir)
+    if not (source / "model_index.json").is_file():
+        raise FileNotFoundError(f"pipeline_dir: no saved pipeline (model_index.json) in {str(source)!r}")
+    vae = AutoencoderKLWan.from_pretrained(source / "vae")
+    for stage in ("vae", "vae_full"):
+        vae.save_pretrained(root / stage / "final")
+        _mark_done(root / stage, {"from": str(source / "vae")})
+    WanTransformer3DModel.from_pretrained(source / "transformer").save_pretrained(root / "transformer" / "final")
+    _mark_done(root / "transformer", {"from": str(source / "transformer")})
+
+
 def train_default_model(recipe: DefaultRecipe) -> TrajectoryImageToVideoPipeline:
     """Run (or resume) all stages; the pipeline is saved to `output_dir / "model"` and returned."""
     if recipe.fine_patch_size is not None and recipe.model.with_motion_adapter:
