@@ -155,9 +155,10 @@ def main() -> None:
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="pipeline folder (default: embedded model)")
     parser.add_argument("--num-clips", type=int, default=50)
     parser.add_argument("--steps", type=int, default=20, help="denoising steps")
-    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance towards the tracks")
-    parser.add_argument("--guidance-interval", type=float, default=0.5,
-                        help="fraction of the steps (the first, noisiest) that run guidance")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance towards the tracks (default: the model's own)")
+    parser.add_argument("--guidance-interval", type=float, default=None,
+                        help="fraction of the steps (the first, noisiest) that run guidance (default: the model's own)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -166,6 +167,10 @@ def main() -> None:
     device = torch.device(args.device)
     pipe = TrajectoryImageToVideoPipeline.from_pretrained(args.model).to(device)
     pipe.set_progress_bar_config(disable=True)
+    if args.guidance is None:
+        args.guidance = pipe.config.default_guidance_scale
+    if args.guidance_interval is None:
+        args.guidance_interval = pipe.config.default_guidance_interval
 
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} threads={args.threads} "

@@ -189,3 +189,16 @@ def test_points_may_leave_the_frame(tiny_pipe, image):
     out = _run(tiny_pipe, image, tracks=leaving)
     assert np.isfinite(out.frames).all()
     assert out.tracks.points[-1, 0, 0] > 32 and out.tracks.visibility.all()  # kept as given (out_of_frame="keep")
+
+
+def test_guidance_defaults_come_from_the_saved_config(tmp_path, tiny_pipe, image):
+    tiny_pipe.register_to_config(default_guidance_scale=3.0, default_guidance_interval=0.5)
+    tiny_pipe.save_pretrained(tmp_path / "pipe")
+    loaded = TrajectoryImageToVideoPipeline.from_pretrained(tmp_path / "pipe")
+    assert (loaded.config.default_guidance_scale, loaded.config.default_guidance_interval) == (3.0, 0.5)
+    explicit = _run(tiny_pipe, image, tracks=PATHS, num_inference_steps=4, guidance_scale=3.0, guidance_interval=0.5)
+    for pipe in (tiny_pipe, loaded):
+        np.testing.assert_allclose(_run(pipe, image, tracks=PATHS, num_inference_steps=4).frames, explicit.frames,
+                                   atol=1e-6)
+    unguided = _run(tiny_pipe, image, tracks=PATHS, num_inference_steps=4, guidance_scale=1.0)
+    assert np.abs(unguided.frames - explicit.frames).max() > 1e-4

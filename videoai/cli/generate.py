@@ -36,12 +36,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--frames", type=positive_int, help="number of frames, 4k+1 (default: the model's)")
     parser.add_argument("--steps", type=positive_int, default=20, help="denoising steps (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    parser.add_argument("--guidance-scale", type=float, default=3.0,
+    parser.add_argument("--guidance-scale", type=float, default=None,
                         help="> 1 pushes harder towards the paths (classifier-free guidance, two transformer passes "
-                             "per step; default: 3, the embedded model's best; 1 turns it off)")
-    parser.add_argument("--guidance-interval", type=float, default=0.5,
+                             "per guided step; 1 turns it off; default: the model's own, 5 for the embedded model)")
+    parser.add_argument("--guidance-interval", type=float, default=None,
                         help="fraction of the steps, from the first (noisiest), that run guidance; later steps run "
-                             "one pass (default: 0.5, as accurate as 1 for the embedded model and cheaper)")
+                             "one pass (default: the model's own, 0.1 for the embedded model)")
     parser.add_argument("--prompt", help="text prompt (only for pipelines with a text encoder)")
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos (default: 8)")
     add_device_flag(parser)
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> None:
     existing_file(args.tracks, "--tracks")
     if args.model_dir:
         existing_dir(args.model_dir, "--model-dir")
-    if args.guidance_scale < 0 or not args.fps > 0 or not 0 < args.guidance_interval <= 1:
+    if (args.guidance_scale is not None and args.guidance_scale < 0) or not args.fps > 0 \
+            or (args.guidance_interval is not None and not 0 < args.guidance_interval <= 1):
         raise CLIError("--guidance-scale must be >= 0, --guidance-interval in (0, 1] and --fps > 0")
     import numpy as np
     import PIL.Image

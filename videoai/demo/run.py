@@ -31,8 +31,8 @@ class DemoConfig:
     tracks: str | None = None  # tracks JSON (see Tracks.from_json); default: that clip's object paths
     seed: int = 0
     num_inference_steps: int = 20
-    guidance_scale: float = 3.0  # classifier-free guidance towards the paths (the default model's best, bench_generate)
-    guidance_interval: float = 0.5  # guide the first half of the steps only: same accuracy, ~1.1x the unguided cost
+    guidance_scale: float | None = None  # guidance towards the paths; None: the model's own default (its config)
+    guidance_interval: float | None = None  # fraction of the steps guided; None: the model's own default
     fps: float = 8.0
     catalogue_size: int = 256
     num_users: int = 400

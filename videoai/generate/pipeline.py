@@ -96,7 +96,9 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
     Config: track_sigma (Gaussian radius of a track on the latent grid, in latent cells), mark_tracks_in_mask
     (write track Gaussians into the I2V mask channels), default_num_frames / default_height / default_width
-    (used when the call gives none; None: 81 frames and the input image's size rounded down to a multiple of 16).
+    (used when the call gives none; None: 81 frames and the input image's size rounded down to a multiple of
+    `spatial_multiple`), default_guidance_scale / default_guidance_interval (the model's sampling operating point,
+    used when the call gives none; 1.0 / 1.0: no guidance).
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->motion_adapter->transformer->vae"
@@ -117,6 +119,8 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         default_num_frames: int | None = None,
         default_height: int | None = None,
         default_width: int | None = None,
+        default_guidance_scale: float = 1.0,
+        default_guidance_interval: float = 1.0,
     ):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, scheduler=scheduler, tokenizer=tokenizer,
@@ -124,7 +128,8 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                               motion_adapter=motion_adapter)
         self.register_to_config(track_sigma=track_sigma, mark_tracks_in_mask=mark_tracks_in_mask,
                                 default_num_frames=default_num_frames, default_height=default_height,
-                                default_width=default_width)
+                                default_width=default_width, default_guidance_scale=default_guidance_scale,
+                                default_guidance_interval=default_guidance_interval)
         self.vae_scale_factor_temporal = vae.config.scale_factor_temporal
         self.vae_scale_factor_spatial = vae.config.scale_factor_spatial
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
@@ -239,8 +244,8 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 30,
-        guidance_scale: float = 1.0,
-        guidance_interval: float = 1.0,
+        guidance_scale: float | None = None,
+        guidance_interval: float | None = None,
         batch_guidance: bool | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | None = None,
@@ -256,15 +261,20 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         resampled arc-length-uniform to num_frames; a single point holds that spot still), or None. Points may
         leave the frame; invisible points are ignored at those frames.
         The image is resized to height x width (default: `default_height/width` of the config, else the image
-        size rounded down to a multiple of 16); num_frames must be 4k + 1. guidance_scale > 1 runs classifier-free
-        guidance against the same model without tracks (and with negative_prompt); it is skipped when there is
-        neither a track nor a prompt to guide by. guidance_interval in (0, 1]: guide only the first fraction of the
+        size rounded down to a multiple of `spatial_multiple`, 16 for Wan); num_frames must be 4k + 1.
+        guidance_scale (default: the config's default_guidance_scale; guidance_interval likewise) > 1 runs
+        classifier-free guidance against the same model without tracks (and with negative_prompt); it is skipped
+        when there is neither a track nor a prompt to guide by. guidance_interval in (0, 1]: guide only the first fraction of the
         steps (the noisy ones, where layout and motion are decided; Kynkaanniemi et al. 2024 limit guidance to an
         interval too); later steps run the conditional branch alone, at the cost of a generation without guidance.
         batch_guidance: run a guided step's two branches as one batch (faster on a GPU) or one after the other
         (the peak memory of a generation without guidance, about the same time on a CPU); None: batch on CUDA.
         """
         # 1. Check inputs
+        if guidance_scale is None:
+            guidance_scale = self.config.get("default_guidance_scale", 1.0)
+        if guidance_interval is None:
+            guidance_interval = self.config.get("default_guidance_interval", 1.0)
         num_frames, height, width = self.check_inputs(image, prompt, negative_prompt, num_frames, height, width,
                                                       num_inference_steps, guidance_scale, output_type,
                                                       guidance_interval)

@@ -65,6 +65,9 @@ class DefaultRecipe:
         batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, lr_decay_steps=1000, max_tracks=6,
         weighting_scheme="none"))
     fine_steps: int = 3000
+    # sampling operating point saved with the model (pipeline config default_guidance_*; bench_generate.py)
+    guidance_scale: float = 5.0
+    guidance_interval: float = 0.1
     ema_decay: float | None = 0.995
     checkpoint_every: int = 250
     seed: int = 0
@@ -217,5 +220,7 @@ def train_default_model(recipe: DefaultRecipe) -> TrajectoryImageToVideoPipeline
             pipe.register_modules(transformer=repatch_transformer(pipe.transformer, recipe.fine_patch_size))
         _train_transformer_stage(recipe, root / "transformer_fine", pipe, recipe.fine_generator, recipe.fine_steps,
                                  data)
+    pipe.register_to_config(default_guidance_scale=recipe.guidance_scale,
+                            default_guidance_interval=recipe.guidance_interval)
     pipe.save_pretrained(root / "model")
     return pipe
