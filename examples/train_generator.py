@@ -14,8 +14,7 @@ import logging
 
 import torch
 
-from videoai.generate import DefaultRecipe, train_default_model
-from videoai.generate.recipe import start_from_pipeline
+from videoai.generate import DefaultRecipe, start_from_pipeline, train_default_model
 
 
 def main() -> None:
@@ -26,7 +25,7 @@ def main() -> None:
     parser.add_argument("--vae-full-steps", type=int, default=defaults.vae_full_steps)
     parser.add_argument("--transformer-steps", type=int, default=defaults.transformer_steps)
     parser.add_argument("--lr-decay-steps", type=int, default=defaults.generator.lr_decay_steps,
-                        help="cosine lr decay to 0 over the transformer's last N steps (0: constant lr)")
+                        help="cosine lr decay to 0 over the last N steps of each transformer stage (0: constant lr)")
     parser.add_argument("--fine-steps", type=int, default=defaults.fine_steps,
                         help="steps of the last stage on 1x1-latent-pixel tokens (0: ship the 2x2-token transformer)")
     parser.add_argument("--start-from", default=None, metavar="PIPELINE_DIR",
@@ -43,6 +42,7 @@ def main() -> None:
         defaults, output_dir=args.output_dir, vae_steps=args.vae_steps, vae_full_steps=args.vae_full_steps,
         transformer_steps=args.transformer_steps, num_clips=args.num_clips, seed=args.seed,
         generator=dataclasses.replace(defaults.generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps),
+        fine_generator=dataclasses.replace(defaults.fine_generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps),
         fine_steps=max(args.fine_steps, 1), fine_patch_size=defaults.fine_patch_size if args.fine_steps else None)
     if args.start_from:
         start_from_pipeline(args.output_dir, args.start_from)

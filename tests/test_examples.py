@@ -71,9 +71,10 @@ def test_generate_with_paths(tmp_path, capsys):
 
 def test_train_generator(tmp_path, capsys):
     out = run_example("train_generator.py", "--output-dir", tmp_path, "--vae-steps", "1", "--vae-full-steps", "1",
-                      "--transformer-steps", "1", "--lr-decay-steps", "0", "--num-clips", "32", "--threads", "1",
-                      capsys=capsys)
+                      "--transformer-steps", "1", "--fine-steps", "1", "--lr-decay-steps", "0", "--num-clips", "32",
+                      "--threads", "1", capsys=capsys)
     assert (tmp_path / "model" / "model_index.json").is_file()
+    assert (tmp_path / "transformer_fine" / "DONE").is_file()
     assert "saved" in out
 
 

@@ -25,10 +25,10 @@ def test_embedded_model_follows_tracks():
         clip = make_clip(HELD_OUT_SEED + 1000 + index, shapes)  # never seen in training
         colors = torch.tensor([COLORS[tag["color"]] for tag in clip.tags], dtype=torch.float32)
         for name, tracks in (("tracks", clip.tracks), ("none", None)):
-            out = pipe(clip.frames[0], tracks=tracks, num_inference_steps=10, output_type="pt", guidance_scale=3.0,
-                       generator=torch.Generator().manual_seed(index))  # the default model's operating point
+            out = pipe(clip.frames[0], tracks=tracks, num_inference_steps=10, output_type="pt",
+                       generator=torch.Generator().manual_seed(index))  # guidance: the model's saved default
             frames = out.frames[0].permute(0, 2, 3, 1) * 255  # (T, H, W, 3)
             errors[name].append(end_point_error(frames, clip.tracks.points, clip.tracks.visibility, colors)["error"])
     with_tracks, without = torch.cat(errors["tracks"]).mean(), torch.cat(errors["none"]).mean()
-    assert with_tracks < 0.6 * without, (float(with_tracks), float(without))
-    assert with_tracks < 8.0  # px on a 64x64 frame
+    assert with_tracks < 0.4 * without, (float(with_tracks), float(without))
+    assert with_tracks < 4.5  # px on a 64x64 frame: 5% of its diagonal

@@ -8,7 +8,8 @@ from .model import TrajectoryDenoiser
 from .motion_adapter import MotionAdapter
 from .overlay import draw_tracks, export_overlay, export_video, to_uint8_video
 from .pipeline import TrajectoryImageToVideoPipeline, TrajectoryPipelineOutput
-from .recipe import DefaultRecipe, default_shapes_config, synthetic_tracks, train_default_model
+from .recipe import DefaultRecipe, default_shapes_config, start_from_pipeline, synthetic_tracks, train_default_model
+from .repatch import repatch_transformer
 from .train import (
     GeneratorTrainConfig,
     TrackConditionedLatents,
@@ -23,6 +24,8 @@ from .train_vae import VAETrainConfig, VideoCrops, fit_latent_stats, train_vae
 __all__ = [
     "DEFAULT_MODEL_DIR",
     "DefaultRecipe",
+    "repatch_transformer",
+    "start_from_pipeline",
     "default_shapes_config",
     "GeneratorTrainConfig",
     "MotionAdapter",
