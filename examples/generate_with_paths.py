@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--paths", help='polylines "x,y x,y; x,y" in image pixels (default: the clip\'s tracks)')
     parser.add_argument("--model", help="pipeline folder (default: the embedded tiny model)")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=None, help="guidance towards the paths (default: the model's own)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="guidance towards the paths (default: the model's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=float, default=8.0)
     parser.add_argument("--out", default="out/generate")

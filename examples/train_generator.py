@@ -43,7 +43,7 @@ def main() -> None:
         transformer_steps=args.transformer_steps, num_clips=args.num_clips, seed=args.seed,
         generator=dataclasses.replace(defaults.generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps),
         fine_generator=dataclasses.replace(defaults.fine_generator, mode=args.mode, lr_decay_steps=args.lr_decay_steps),
-        fine_steps=max(args.fine_steps, 1), fine_patch_size=defaults.fine_patch_size if args.fine_steps else None)
+        fine_steps=args.fine_steps, fine_patch_size=defaults.fine_patch_size if args.fine_steps else None)
     if args.start_from:
         start_from_pipeline(args.output_dir, args.start_from)
     train_default_model(recipe)

@@ -264,17 +264,17 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         size rounded down to a multiple of `spatial_multiple`, 16 for Wan); num_frames must be 4k + 1.
         guidance_scale (default: the config's default_guidance_scale; guidance_interval likewise) > 1 runs
         classifier-free guidance against the same model without tracks (and with negative_prompt); it is skipped
-        when there is neither a track nor a prompt to guide by. guidance_interval in (0, 1]: guide only the first fraction of the
-        steps (the noisy ones, where layout and motion are decided; Kynkaanniemi et al. 2024 limit guidance to an
-        interval too); later steps run the conditional branch alone, at the cost of a generation without guidance.
+        when there is neither a track nor a prompt to guide by. guidance_interval in (0, 1]: guide only the first
+        fraction of the steps (the noisy ones, where layout and motion are decided; Kynkaanniemi et al. 2024 limit
+        guidance to an interval too); later steps run the conditional branch alone, at the cost of an unguided one.
         batch_guidance: run a guided step's two branches as one batch (faster on a GPU) or one after the other
         (the peak memory of a generation without guidance, about the same time on a CPU); None: batch on CUDA.
         """
         # 1. Check inputs
         if guidance_scale is None:
-            guidance_scale = self.config.get("default_guidance_scale", 1.0)
+            guidance_scale = self.config.default_guidance_scale
         if guidance_interval is None:
-            guidance_interval = self.config.get("default_guidance_interval", 1.0)
+            guidance_interval = self.config.default_guidance_interval
         num_frames, height, width = self.check_inputs(image, prompt, negative_prompt, num_frames, height, width,
                                                       num_inference_steps, guidance_scale, output_type,
                                                       guidance_interval)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
 from videoai.synthetic import ShapesConfig, ShapesDataset, SyntheticClip, make_clip
@@ -41,6 +42,12 @@ def default_shapes_config() -> ShapesConfig:
                         max_speed=3.0)
 
 
+def _transformer_training() -> GeneratorTrainConfig:
+    """Settings of both transformer stages (3: coarse tokens, 4: fine tokens)."""
+    return GeneratorTrainConfig(batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, lr_decay_steps=1000,
+                                max_tracks=6, weighting_scheme="none")
+
+
 @dataclass
 class DefaultRecipe:
     """Everything that determines the default model; `train_default_model(DefaultRecipe(output_dir))`."""
@@ -56,14 +63,10 @@ class DefaultRecipe:
     num_clips: int = 1024
     encode_batch_size: int = 32
     num_background_tracks: int = 16  # static anchor candidates per clip (a 4x4 lattice)
-    generator: GeneratorTrainConfig = field(default_factory=lambda: GeneratorTrainConfig(
-        batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, lr_decay_steps=1000, max_tracks=6,
-        weighting_scheme="none"))
+    generator: GeneratorTrainConfig = field(default_factory=_transformer_training)
     transformer_steps: int = 7000
     fine_patch_size: tuple[int, int, int] | None = (1, 1, 1)  # None: ship the stage-3 transformer
-    fine_generator: GeneratorTrainConfig = field(default_factory=lambda: GeneratorTrainConfig(
-        batch_size=32, learning_rate=1e-3, lr_warmup_steps=100, lr_decay_steps=1000, max_tracks=6,
-        weighting_scheme="none"))
+    fine_generator: GeneratorTrainConfig = field(default_factory=_transformer_training)
     fine_steps: int = 3000
     # sampling operating point saved with the model (pipeline config default_guidance_*; bench_generate.py)
     guidance_scale: float = 5.0
@@ -106,8 +109,6 @@ def _mark_done(path: Path, info: dict) -> None:
 def _train_vae_phase(recipe: DefaultRecipe, out_dir: Path, vae, videos, config: VAETrainConfig, steps: int):
     """One VAE training phase in out_dir (resumable); returns the VAE saved in out_dir / "final"."""
     if _stage_done(out_dir):
-        from diffusers import AutoencoderKLWan
-
         return AutoencoderKLWan.from_pretrained(out_dir / "final")
     crops = VideoCrops(videos, config.num_frames, config.crop_size, seed=recipe.seed)
     train_config = TrainConfig(output_dir=out_dir, max_steps=steps, log_every=10, seed=recipe.seed,
@@ -161,8 +162,6 @@ def _encode_stage(recipe: DefaultRecipe, root: Path, vae):
 def _train_transformer_stage(recipe: DefaultRecipe, out_dir: Path, pipe, generator: GeneratorTrainConfig,
                              steps: int, data) -> None:
     """Flow-matching training of pipe.transformer in out_dir (resumable); the result is kept in out_dir / "final"."""
-    from diffusers import WanTransformer3DModel
-
     if _stage_done(out_dir):
         pipe.register_modules(transformer=WanTransformer3DModel.from_pretrained(out_dir / "final"))
         return
@@ -184,8 +183,6 @@ def _train_transformer_stage(recipe: DefaultRecipe, out_dir: Path, pipe, generat
 def start_from_pipeline(output_dir: str | Path, pipeline_dir: str | Path) -> None:
     """Mark stages 1 and 3 of a recipe run in output_dir as done with the VAE and transformer of a saved pipeline
     (e.g. the embedded model before stage 4 existed): a rerun then only encodes the clips and runs stage 4."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-
     source, root = Path(pipeline_dir), Path(output_dir)
     if not (source / "model_index.json").is_file():
         raise FileNotFoundError(f"pipeline_dir: no saved pipeline (model_index.json) in {str(source)!r}")
