@@ -94,6 +94,9 @@ def parse_args():
     p.add_argument("--item-loss-weight", type=float, default=0.0,
                    help="weight of OneRec's auxiliary full softmax over all items from the first-token decoder state "
                         "(OneRecConfig.item_loss_weight; needs --node-input; 0 = off)")
+    p.add_argument("--user-state", action=argparse.BooleanOptionalAction, default=True,
+                   help="decoder inputs add the encoder output at the latest history item (OneRecConfig."
+                        "user_state_input)")
     p.add_argument("--unconstrained-training", action="store_true",
                    help="full-vocabulary softmax in training (default: softmax over the trie's valid children)")
     p.add_argument("--skip-sasrec", action="store_true")
@@ -233,7 +236,7 @@ def main():
                                   num_encoder_layers=2, num_decoder_layers=2, d_ff=4 * args.d_model,
                                   num_experts=args.num_experts, experts_top_k=2, expert_d_ff=args.expert_d_ff or None,
                                   moe_dispatch=args.moe_dispatch, node_input=args.node_input,
-                                  item_loss_weight=args.item_loss_weight,
+                                  item_loss_weight=args.item_loss_weight, user_state_input=args.user_state,
                                   dropout=args.dropout if args.onerec_dropout is None else args.onerec_dropout)
     if args.load_onerec:
         model = OneRecModel.from_pretrained(args.load_onerec)

@@ -15,6 +15,13 @@ def random_batch(item_codes, batch=3, length=5, session=1, seed=0):
     return history, mask, targets, mask[..., None].expand(-1, -1, session)
 
 
+@pytest.fixture(params=[False, True], ids=["cross-attention only", "user state input"])
+def model(request, make_config) -> OneRecModel:
+    """The tiny model with and without the encoder's latest output added to the decoder inputs."""
+    torch.manual_seed(0)
+    return OneRecModel(make_config(user_state_input=request.param)).eval()
+
+
 def test_forward_loss_and_every_position_causality(model, item_codes):
     history, mask, targets, target_mask = random_batch(item_codes)
     out = model(history, mask, targets, target_mask)
@@ -37,9 +44,10 @@ def test_padding_does_not_leak(model, item_codes):
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_kv_cache_decoding_matches_teacher_forcing(item_codes, make_config):
+@pytest.mark.parametrize("user_state_input", [False, True])
+def test_kv_cache_decoding_matches_teacher_forcing(item_codes, make_config, user_state_input):
     torch.manual_seed(0)
-    model = OneRecModel(make_config(session_length=2)).eval()
+    model = OneRecModel(make_config(session_length=2, user_state_input=user_state_input)).eval()
     history, mask, _, _ = random_batch(item_codes)
     sessions = item_codes[torch.tensor([[3, 7], [1, 2], [0, 39]])][:, None]  # (B, 1, M=2, L)
     expected = model.session_log_prob(history, mask, sessions)[:, 0]  # (B,)

@@ -27,7 +27,7 @@ class OneRecConfig(PretrainedConfig):
                  dropout: float = 0.2, num_user_buckets: int = 0, context_dim: int = 0,
                  aux_loss_weight: float = 0.01, tie_output: bool = True, initializer_range: float = 0.02,
                  num_items: int = 0, num_prefix_nodes: int = 0, node_levels: int = 2, node_input: bool = False,
-                 item_loss_weight: float = 0.0, **kwargs):
+                 item_loss_weight: float = 0.0, user_state_input: bool = False, **kwargs):
         self.num_levels, self.codebook_size, self.session_length = num_levels, codebook_size, session_length
         self.max_history, self.d_model, self.num_heads = max_history, d_model, num_heads
         self.num_encoder_layers, self.num_decoder_layers, self.d_ff = num_encoder_layers, num_decoder_layers, d_ff
@@ -54,6 +54,10 @@ class OneRecConfig(PretrainedConfig):
         # that predicts each target item's first token against the item vectors the encoder adds to its history
         # items (item_vectors: item-index + path-node embeddings), as SASRec's tied CE; beam search still decodes
         self.item_loss_weight = item_loss_weight
+        # True: every decoder input also adds the encoder's output at the last history item the decoder may see
+        # (the causal summary SASRec scores from). Otherwise the first decode step sees the history only through
+        # cross-attention from a query that is the same for every user, which cannot single out the latest item.
+        self.user_state_input = user_state_input
         super().__init__(**kwargs)
 
 
@@ -78,6 +82,7 @@ class DecoderState:
     caches: list[list]  # per layer [keys, values] (B*K, H, steps, D/H)
     num_beams: int
     step: int = 0
+    user_state: torch.Tensor | None = None  # (B, 1, 1, D) added to every decoder input (config.user_state_input)
 
     def reorder(self, beam_index: torch.Tensor) -> None:
         """Keep, for each user, the cache rows of the chosen parent beams; beam_index (B, K)."""
@@ -303,7 +308,10 @@ class OneRecModel(PreTrainedModel):
         tokens = target_codes.clamp_min(0).reshape(batch, rows, steps)  # (B, R, S)
         step_ids = torch.arange(steps, device=tokens.device)
         previous = torch.cat([tokens.new_zeros(batch, rows, 1), tokens[..., :-1]], -1)  # shift right
-        x = self.drop(self.embed_steps(previous, step_ids, (batch, rows), prefix_nodes))  # (B, R, S, D)
+        x = self.embed_steps(previous, step_ids, (batch, rows), prefix_nodes)  # (B, R, S, D)
+        if self.config.user_state_input:
+            x = x + memory[:, row_positions, None]  # (B, R, 1, D): encoder output at each row's last visible item
+        x = self.drop(x)
         visible = torch.arange(memory.shape[1], device=memory.device)[None, :] <= row_positions[:, None]  # (R, T+1)
         cross_mask = visible.repeat_interleave(steps, 0)[None, None] & memory_mask[:, None, None, :]  # (B,1,R*S,T+1)
         token_mask = None
@@ -369,7 +377,8 @@ class OneRecModel(PreTrainedModel):
     def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor, num_beams: int) -> DecoderState:
         """Prepare KV caches for B users x `num_beams` beams."""
         return DecoderState(memory_kv=self.memory_kv(memory), memory_mask=memory_mask[:, None, None, :],
-                            caches=[[None, None] for _ in self.decoder_layers], num_beams=num_beams)
+                            caches=[[None, None] for _ in self.decoder_layers], num_beams=num_beams,
+                            user_state=memory[:, -1, None, None] if self.config.user_state_input else None)
 
     def decode_step(self, state: DecoderState, previous: torch.Tensor | None,
                     trie: TrieTargets | None = None) -> torch.Tensor:
@@ -383,6 +392,8 @@ class OneRecModel(PreTrainedModel):
         step_trie = None if trie is None else TrieTargets(trie.prefix_nodes[..., None], trie.child_nodes[..., None, :])
         x = self.embed_steps(None if previous is None else previous[..., None], step, (batch, beams),
                              None if trie is None else step_trie.prefix_nodes)  # (B, K, 1, D)
+        if state.user_state is not None:
+            x = x + state.user_state  # left-padded histories: memory[:, -1] is the latest item's output
         for layer, kv, cache in zip(self.decoder_layers, state.memory_kv, state.caches):
             x, _ = layer(x, kv, state.memory_mask, None, cache)
         logits = self.step_logits(self.decoder_norm(x), step, step_trie)[:, :, 0]  # (B, K, V)
