@@ -35,8 +35,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--levels", type=int, default=3)
-    parser.add_argument("--codebook-size", type=int, default=64)
+    parser.add_argument("--levels", type=int, default=2)
+    parser.add_argument("--codebook-size", type=int, default=256)
     parser.add_argument("--d-model", type=int, default=64)
     parser.add_argument("--eval-users", type=int, default=2000, help="test users to score (0 = all)")
     args = parser.parse_args()
@@ -46,8 +46,7 @@ def main():
     split = leave_last_out(data)
     tokenizer = SemanticIDTokenizer.from_sequences(split.train, sorted(data.items), args.levels, args.codebook_size)
     train = [tokenizer.item_index(seq) for seq in split.train]
-    model = model_for_tokenizer(tokenizer, d_model=args.d_model, d_ff=4 * args.d_model, dropout=0.3,
-                                moe_dispatch="dense")
+    model = model_for_tokenizer(tokenizer, d_model=args.d_model, d_ff=4 * args.d_model, moe_dispatch="dense")
     steps = args.epochs * len(make_train_loader(train, tokenizer.codes, args.batch_size))
     train_onerec(model, train, tokenizer.codes,
                  TrainConfig(output_dir=Path(args.output) / "train", max_steps=steps, checkpoint_every=steps),

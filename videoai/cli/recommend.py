@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
     train.add_argument("--steps", type=positive_int, help="optimizer steps (default: 2 epochs)")
     train.add_argument("--batch-size", type=positive_int, default=256, help="default: 256")
     train.add_argument("--lr", type=float, default=2e-3, help="learning rate (default: 2e-3)")
-    train.add_argument("--levels", type=positive_int, default=3, help="residual k-means levels per ID (default: 3)")
+    train.add_argument("--levels", type=positive_int, default=2, help="residual k-means levels per ID (default: 2)")
     train.add_argument("--codebook-size", type=positive_int,
                        help="codes per level (default: 256, smaller for catalogues under 1024 items)")
     train.add_argument("--embedding-dim", type=positive_int,
