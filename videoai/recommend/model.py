@@ -57,6 +57,7 @@ class OneRecConfig(PretrainedConfig):
         # True: every decoder input also adds the encoder's output at the last history item the decoder may see
         # (the causal summary SASRec scores from). Otherwise the first decode step sees the history only through
         # cross-attention from a query that is the same for every user, which cannot single out the latest item.
+        # Sequential logs gain (Amazon Beauty NDCG@10 +23%); the demo's taste-only simulated users do not.
         self.user_state_input = user_state_input
         super().__init__(**kwargs)
 
