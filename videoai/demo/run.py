@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from videoai.demo.catalogue import make_catalogue, simulate_users
@@ -17,7 +18,7 @@ from videoai.recommend import EvalCollator, OneRecConfig, OneRecModel, OneRecRec
 from videoai.synthetic import make_clip
 from videoai.tokenize import Tracks, write_video
 from videoai.train import TrainConfig
-from videoai.understand import detect_shots, embed, keyframes, tag_video, track_points
+from videoai.understand import detect_shots, keyframes, tag_video, track_points
 
 GENERATED_ID = "generated_video"
 
@@ -78,7 +79,7 @@ def _create(config: DemoConfig, out: Path) -> tuple[np.ndarray, Tracks, dict]:
 
 
 def _understand(video_path: Path, frames: np.ndarray, requested: Tracks) -> dict:
-    """Shots, keyframes, tags, the embedding, and how closely the video's motion follows the requested paths."""
+    """Shots, keyframes, tags, and how closely the video's motion follows the requested paths."""
     shots = detect_shots(str(video_path))
     moving = requested.points[-1].sub(requested.points[0]).norm(dim=-1) > 1.0  # (N,) drawn paths, not anchors
     followed = track_points(torch.from_numpy(frames), requested.points[0][moving])
@@ -102,10 +103,22 @@ def _audience_log_probs(recommender: OneRecRecommender, histories: list[list[str
         return model.eval().session_log_prob(batch["history_codes"], batch["history_mask"], session)[:, 0]
 
 
+def _tag_score_vectors(videos: list) -> torch.Tensor:
+    """(N, V) unit vectors of the embedded tagger's scores (tags in a fixed order): content the users care about.
+
+    The semantic IDs come from these rather than from `embed`'s pooled features: clusters of those features mix
+    colours, and the audience the recommender found then liked the new video's colours less often than all users did
+    (4 test videos: 0.10-0.83 of the audience vs 0.50-0.98 with tag scores).
+    """
+    scored = tag_video(videos, top_k=None)
+    names = sorted(tag for tag, _ in scored[0])
+    return F.normalize(torch.tensor([[dict(row)[name] for name in names] for row in scored]), dim=-1)
+
+
 def _distribute(config: DemoConfig, frames: np.ndarray, video_tags: list[str], out: Path) -> dict:
     """Semantic ID for the new video in a synthetic catalogue, recommendations and the new video's audience."""
     catalogue = make_catalogue(config.catalogue_size, default_shapes_config(), seed=config.seed + 1)
-    embeddings = embed(catalogue.videos + [torch.from_numpy(frames)])  # (N+1, D), unit vectors
+    embeddings = _tag_score_vectors(catalogue.videos + [torch.from_numpy(frames)])  # (N+1, V)
     item_ids = catalogue.item_ids + [GENERATED_ID]
     tokenizer = SemanticIDTokenizer(levels=2, codebook_size=16, seed=config.seed).fit(embeddings, item_ids)
     histories, liked = simulate_users(catalogue, config.num_users, config.history_length, seed=config.seed)
