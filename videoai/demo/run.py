@@ -107,8 +107,8 @@ def _tag_score_vectors(videos: list) -> torch.Tensor:
     """(N, V) unit vectors of the embedded tagger's scores (tags in a fixed order): content the users care about.
 
     The semantic IDs come from these rather than from `embed`'s pooled features: clusters of those features mix
-    colours, and the audience the recommender found then liked the new video's colours less often than all users did
-    (4 test videos: 0.10-0.83 of the audience vs 0.68-0.98 with tag scores; all users 0.17-0.35).
+    colours. Share of the audience that likes the new video's colours, features -> tag scores: the demo's video
+    0.13 -> 0.68 (all users 0.32); 4 other clips 0.73 / 0.07 / 0.25 / 0.75 -> 0.93 / 0.10 / 0.68 / 0.93.
     """
     scored = tag_video(videos, top_k=None)
     names = sorted(tag for tag, _ in scored[0])
