@@ -33,10 +33,11 @@ def trie(item_codes) -> PrefixTrie:
     return PrefixTrie(item_codes, vocab_size=8)
 
 
-@pytest.fixture
-def model() -> OneRecModel:
+@pytest.fixture(params=[False, True], ids=["cross-attention only", "user state input"])
+def model(request) -> OneRecModel:
+    """The tiny model with and without the encoder's latest output added to the decoder inputs."""
     torch.manual_seed(0)
-    return OneRecModel(tiny_config()).eval()
+    return OneRecModel(tiny_config(user_state_input=request.param)).eval()
 
 
 @pytest.fixture

@@ -4,13 +4,6 @@ import torch
 from videoai.recommend import OneRecModel, beam_search, trie_targets
 
 
-@pytest.fixture(params=[False, True], ids=["cross-attention only", "user state input"])
-def model(request, make_config) -> OneRecModel:
-    """The tiny model with and without the encoder's latest output added to the decoder inputs."""
-    torch.manual_seed(0)
-    return OneRecModel(make_config(user_state_input=request.param)).eval()
-
-
 def histories(item_codes, batch=4, length=5, seed=1):
     generator = torch.Generator().manual_seed(seed)
     items = torch.randint(0, item_codes.shape[0], (batch, length), generator=generator)

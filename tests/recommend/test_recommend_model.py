@@ -15,13 +15,6 @@ def random_batch(item_codes, batch=3, length=5, session=1, seed=0):
     return history, mask, targets, mask[..., None].expand(-1, -1, session)
 
 
-@pytest.fixture(params=[False, True], ids=["cross-attention only", "user state input"])
-def model(request, make_config) -> OneRecModel:
-    """The tiny model with and without the encoder's latest output added to the decoder inputs."""
-    torch.manual_seed(0)
-    return OneRecModel(make_config(user_state_input=request.param)).eval()
-
-
 def test_forward_loss_and_every_position_causality(model, item_codes):
     history, mask, targets, target_mask = random_batch(item_codes)
     out = model(history, mask, targets, target_mask)
