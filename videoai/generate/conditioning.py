@@ -6,7 +6,9 @@ latent frame (latent frame k >= 1 covers pixel frames f*(k-1)+1 .. f*k; frame 0 
 Motion enters the *conditional* branch only (Wan-Move / ATI style): for latent frame k >= 1 the first frame's latent
 feature under each track's frame-0 position is copied to the track's position in frame k with Gaussian weights
 (`videoai.tokenize.splat_features`), and the mask channels get each track's Gaussian at every pixel frame, so the
-model sees where the point is in each of the f frames a latent frame stands for.
+model sees where the point is in each of the f frames a latent frame stands for. `track_strength` scales the
+feature blend. Wan 2.2 TI2V (expand_timesteps) has no condition channels; there `pin_tracks` makes the carried
+features known content, as its first frame is.
 """
 
 from __future__ import annotations
@@ -52,10 +54,13 @@ def _frames_to_latent_layout(per_frame: torch.Tensor, temporal_factor: int) -> t
 
 
 def first_frame_mask(batch_size: int, num_frames: int, height: int, width: int, temporal_factor: int,
-                     device=None, dtype=torch.float32) -> torch.Tensor:
-    """Wan's I2V mask: 1 on the pixel frame 0 slots, 0 elsewhere -> (B, f, L, h, w)."""
+                     device=None, dtype=torch.float32, last_frame: bool = False) -> torch.Tensor:
+    """Wan's I2V mask: 1 on the pixel frame 0 slots (and the last pixel frame's with last_frame), 0 elsewhere ->
+    (B, f, L, h, w)."""
     per_frame = torch.zeros(num_frames, 1, height, width, device=device, dtype=dtype)
     per_frame[0] = 1.0
+    if last_frame:
+        per_frame[-1] = 1.0
     mask = _frames_to_latent_layout(per_frame, temporal_factor)  # (f, L, h, w)
     return mask[None].expand(batch_size, -1, -1, -1, -1)
 
@@ -91,23 +96,48 @@ def motion_maps(tracks: Tracks, height: int, width: int, temporal_factor: int, s
     return _frames_to_latent_layout(torch.cat([heat, flow], 1), temporal_factor)
 
 
+def splat_first_frame(latent: torch.Tensor, tracks: Tracks, temporal_factor: int,
+                      sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """First-frame features of latent (B, C, L, h, w) carried along `tracks` -> feats (B, C, L, h, w) and Gaussian
+    weights (B, 1, L, h, w) in [0, 1], zero on frame 0 (it is the image)."""
+    per_latent = latent_frame_tracks(tracks.to(latent.device), temporal_factor)  # (L, N) positions
+    feats, weights = splat_features(latent[:, :, 0], per_latent, sigma)  # (B, L, C, h, w), (B, L, 1, h, w)
+    feats, weights = feats.transpose(1, 2), weights.transpose(1, 2)  # (B, C, L, h, w), (B, 1, L, h, w)
+    weights = torch.cat([torch.zeros_like(weights[:, :, :1]), weights[:, :, 1:]], 2)
+    return feats.to(latent.dtype), weights.to(latent.dtype)
+
+
 def apply_tracks(condition: torch.Tensor, tracks: Tracks, temporal_factor: int, sigma: float,
-                 mark_mask: bool = True) -> torch.Tensor:
+                 mark_mask: bool = True, strength: float = 1.0) -> torch.Tensor:
     """Edit a Wan I2V condition (B, f + C, L, h, w) with `tracks` (pixel frames T = f*(L-1)+1, any frame size).
 
-    Latent frames k >= 1 become (1 - w) * condition + w * splatted first-frame features; with mark_mask the
-    track Gaussians are max-ed into the mask channels. Returns a new tensor; frame 0 is never changed.
+    Latent frames k >= 1 become lerp(condition, splatted first-frame features, strength * w) for Gaussian weights
+    w; with mark_mask the track Gaussians are max-ed into the mask channels. Returns a new tensor; frame 0 is never
+    changed.
     """
     if tracks.num_tracks == 0:
         return condition
     mask, latent = condition[:, :temporal_factor], condition[:, temporal_factor:]  # (B, f, L, h, w), (B, C, L, h, w)
     height, width = latent.shape[-2:]
-    per_latent = latent_frame_tracks(tracks.to(condition.device), temporal_factor)  # (L, N) positions
-    feats, weights = splat_features(latent[:, :, 0], per_latent, sigma)  # (B, L, C, h, w), (B, L, 1, h, w)
-    feats, weights = feats.transpose(1, 2), weights.transpose(1, 2)  # (B, C, L, h, w), (B, 1, L, h, w)
-    weights = torch.cat([torch.zeros_like(weights[:, :, :1]), weights[:, :, 1:]], 2)  # frame 0 stays the image
+    feats, weights = splat_first_frame(latent, tracks, temporal_factor, sigma)
+    weights = weights * strength
     latent = latent * (1 - weights) + feats * weights
     if mark_mask:
         marks = track_mask(tracks.to(condition.device), height, width, temporal_factor, sigma)  # (f, L, h, w)
         mask = torch.maximum(mask, marks[None].to(mask.dtype))
     return torch.cat([mask, latent], 1)
+
+
+def pin_tracks(latent: torch.Tensor, noise_mask: torch.Tensor, tracks: Tracks, temporal_factor: int, sigma: float,
+               strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tracks for a TI2V (expand_timesteps) condition: the splatted first-frame features become known content.
+
+    latent (B, C, L, h, w) is the clean latent the model input keeps where noise_mask (B, 1, L, h, w) is 0 (frame 0,
+    the image). Along the tracks, frames k >= 1 keep the carried feature with weight min(strength * w, 1):
+    noise_mask -> noise_mask * (1 - keep) and latent -> the feature wherever keep > 0. Returns new tensors.
+    """
+    if tracks.num_tracks == 0:
+        return latent, noise_mask
+    feats, weights = splat_first_frame(latent, tracks, temporal_factor, sigma)
+    keep = (weights * strength).clamp(0, 1)  # (B, 1, L, h, w)
+    return torch.where(keep > 0, feats, latent), noise_mask * (1 - keep)

@@ -18,7 +18,7 @@ def _stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, tor
 def normalize_latents(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
     """Raw VAE latents (B, C, L, h, w) -> (z - mean) / std, the space the transformer works in."""
     mean, std = _stats(vae, latents)
-    return (latents - mean) / std
+    return (latents - mean) * (1.0 / std)  # multiply by the reciprocal, as diffusers' Wan pipelines do
 
 
 def denormalize_latents(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:

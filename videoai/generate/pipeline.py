@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-import PIL.Image
 import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 from diffusers.loaders import WanLoraLoaderMixin
@@ -19,10 +17,12 @@ from diffusers.video_processor import VideoProcessor
 
 from videoai.tokenize.tracks import Tracks
 
-from .conditioning import apply_tracks, check_num_frames, latent_num_frames, motion_maps
-from .latents import denormalize_latents, encode_image_condition
-from .model import TrajectoryDenoiser, null_text_embeds
-from .motion_adapter import MotionAdapter
+from .conditioning import check_num_frames, latent_num_frames, motion_maps
+from .inputs import clean_prompt, image_size, prepare_tracks, to_processor_input
+from .latents import denormalize_latents, encode_video
+from .layouts import TRACK_CONDITIONINGS, ImageCondition, WanLayout, check_folder, resolve_layout
+from .model import null_text_embeds
+from .motion_adapter import Modulations, MotionAdapter
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -36,73 +36,50 @@ class TrajectoryPipelineOutput(BaseOutput):
     tracks: Tracks | None
 
 
-def _image_size(image: Any) -> tuple[int, int]:
-    """(height, width) of a PIL image, (H, W, 3) array / uint8 tensor or (3, H, W) / (1, 3, H, W) float tensor."""
-    if isinstance(image, PIL.Image.Image):
-        return image.height, image.width
-    if isinstance(image, np.ndarray) or (isinstance(image, torch.Tensor) and image.dtype == torch.uint8):
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"image array must be (H, W, 3), got shape {tuple(image.shape)}")
-        return int(image.shape[0]), int(image.shape[1])
-    if isinstance(image, torch.Tensor):
-        if not (image.ndim == 3 or (image.ndim == 4 and image.shape[0] == 1)) or image.shape[-3] != 3:
-            raise ValueError(f"image tensor must be (3, H, W) or (1, 3, H, W) in [0, 1], got {tuple(image.shape)}")
-        return int(image.shape[-2]), int(image.shape[-1])
-    raise TypeError(
-        f"image must be a PIL.Image, an (H, W, 3) uint8 array/tensor or a (3, H, W) float tensor, got {type(image).__name__}"
-    )
+@dataclass
+class _Branch:
+    """What one guidance branch feeds the transformer besides the noisy latents."""
 
+    condition: ImageCondition
+    text: torch.Tensor  # (B, S, D)
+    image: torch.Tensor | None  # CLIP tokens (B or 2B, S', D') or None
+    modulations: Modulations | None
 
-def _to_processor_input(image: Any) -> Any:
-    """Uint8 (H, W, 3) arrays/tensors -> PIL so VideoProcessor scales them right; the rest passes through."""
-    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
-        image = image.cpu().numpy()
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-        return PIL.Image.fromarray(image)
-    if isinstance(image, torch.Tensor) and image.ndim == 3:
-        return image[None]
-    return image
-
-
-def prepare_tracks(tracks: Any, num_frames: int, width: int, height: int, image_size: tuple[int, int]) -> Tracks | None:
-    """`tracks` (Tracks, polylines in input-image pixels, or None) -> Tracks of num_frames in width x height pixels."""
-    if tracks is None:
-        return None
-    if not isinstance(tracks, Tracks):
-        if isinstance(tracks, (torch.Tensor, np.ndarray)):
-            if tracks.ndim != 3 or tracks.shape[-1] != 2:
-                raise ValueError(f"tracks array must be (N, K, 2) polylines of (x, y) points, got {tuple(tracks.shape)}")
-            tracks = list(tracks)
-        if isinstance(tracks, (str, bytes)) or not isinstance(tracks, Sequence):
-            raise TypeError(f"tracks must be a Tracks, a list of (K, 2) polylines or None, got {type(tracks).__name__}")
-        try:
-            tracks = Tracks.from_polylines(tracks, num_frames, width=image_size[1], height=image_size[0])
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"tracks: {error}") from None
-    if tracks.num_frames != num_frames:
-        raise ValueError(
-            f"tracks has {tracks.num_frames} frames but num_frames={num_frames}; pass tracks.resample({num_frames})"
-        )
-    if (tracks.width, tracks.height) != (width, height):
-        tracks = tracks.scale_to(width, height)
-    return tracks
+    def cat(self, other: _Branch) -> _Branch:
+        """Both branches as one batch (B -> 2B)."""
+        image = None if self.image is None else torch.cat([self.image, other.image])
+        modulations = None if self.modulations is None else [
+            (torch.cat([scale, other_scale]), torch.cat([shift, other_shift]))
+            for (scale, shift), (other_scale, other_shift) in zip(self.modulations, other.modulations)]
+        return _Branch(self.condition.cat(other.condition), torch.cat([self.text, other.text]), image, modulations)
 
 
 class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
-    """Image + motion paths -> video. Components as `WanImageToVideoPipeline` (text and CLIP encoders optional)
-    plus an optional `MotionAdapter`; the transformer is a stock `WanTransformer3DModel`.
+    """Image + motion paths -> video on every layout diffusers' `WanImageToVideoPipeline` runs (see `layouts`):
+    the same components (text and CLIP encoders optional; `transformer_2` + `boundary_ratio` for Wan 2.2 A14B;
+    `expand_timesteps` for Wan 2.2 TI2V-5B) plus an optional `MotionAdapter`. Without tracks it reproduces
+    diffusers' pipeline.
 
-    Config: track_sigma (Gaussian radius of a track on the latent grid, in latent cells), mark_tracks_in_mask
-    (write track Gaussians into the I2V mask channels), default_num_frames / default_height / default_width
-    (used when the call gives none; None: 81 frames and the input image's size rounded down to a multiple of
-    `spatial_multiple`), default_guidance_scale / default_guidance_interval (the model's sampling operating point,
-    used when the call gives none; 1.0 / 1.0: no guidance).
+    Config: track_conditioning ("videoai": first-frame latent features splatted along the tracks with Gaussian
+    weights, marked in the mask channels, optional motion adapter; "wan-move": Wan-Move's latent trajectory guidance,
+    `wan_move.wan_move_condition`), track_strength (blend of the carried features, 1.0: full), track_sigma (Gaussian
+    radius of a track on the latent grid, in latent cells), mark_tracks_in_mask (write track Gaussians into the I2V
+    mask channels), default_num_frames / default_height / default_width (used when the call gives none; None: 81
+    frames and the input image's size rounded down to a multiple of `spatial_multiple`), default_guidance_scale /
+    default_guidance_interval (the model's sampling operating point, used when the call gives none; 1.0 / 1.0: no
+    guidance; a diffusers Wan folder loads with 5.0, diffusers' default), boundary_ratio / expand_timesteps (as
+    diffusers).
+
+    Tracks on TI2V (expand_timesteps), which has no condition channels: the first frame's latent is known content
+    (noise mask 0, timestep 0 on its tokens), and "videoai" extends that to the tracks: along each track, frames
+    k >= 1 keep the carried first-frame feature with weight min(track_strength * w, 1) (Gaussian w) in the model
+    input, the per-token timestep and the output, as the first frame is kept. "wan-move" is refused there.
+    With last_image the last latent frame (which carries it) is never edited by tracks.
     """
 
-    model_cpu_offload_seq = "text_encoder->image_encoder->motion_adapter->transformer->vae"
-    _optional_components = ["tokenizer", "text_encoder", "image_encoder", "image_processor", "motion_adapter"]
+    model_cpu_offload_seq = "text_encoder->image_encoder->motion_adapter->transformer->transformer_2->vae"
+    _optional_components = ["tokenizer", "text_encoder", "image_encoder", "image_processor", "transformer_2",
+                            "motion_adapter"]
 
     def __init__(
         self,
@@ -113,7 +90,12 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         text_encoder=None,
         image_encoder=None,
         image_processor=None,
+        transformer_2: WanTransformer3DModel | None = None,
         motion_adapter: MotionAdapter | None = None,
+        boundary_ratio: float | None = None,
+        expand_timesteps: bool = False,
+        track_conditioning: str = "videoai",
+        track_strength: float = 1.0,
         track_sigma: float = 1.0,
         mark_tracks_in_mask: bool = True,
         default_num_frames: int | None = None,
@@ -123,10 +105,15 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         default_guidance_interval: float = 1.0,
     ):
         super().__init__()
-        self.register_modules(vae=vae, transformer=transformer, scheduler=scheduler, tokenizer=tokenizer,
-                              text_encoder=text_encoder, image_encoder=image_encoder, image_processor=image_processor,
-                              motion_adapter=motion_adapter)
-        self.register_to_config(track_sigma=track_sigma, mark_tracks_in_mask=mark_tracks_in_mask,
+        parts = dict(vae=vae, transformer=transformer, scheduler=scheduler, tokenizer=tokenizer,
+                     text_encoder=text_encoder, image_encoder=image_encoder, image_processor=image_processor,
+                     transformer_2=transformer_2, motion_adapter=motion_adapter)
+        _check_track_settings(track_conditioning, track_strength)
+        _layout_of(parts, boundary_ratio, expand_timesteps)  # refuse what cannot run before registering anything
+        self.register_modules(**parts)
+        self.register_to_config(boundary_ratio=boundary_ratio, expand_timesteps=expand_timesteps,
+                                track_conditioning=track_conditioning, track_strength=track_strength,
+                                track_sigma=track_sigma, mark_tracks_in_mask=mark_tracks_in_mask,
                                 default_num_frames=default_num_frames, default_height=default_height,
                                 default_width=default_width, default_guidance_scale=default_guidance_scale,
                                 default_guidance_interval=default_guidance_interval)
@@ -136,15 +123,27 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
-        """Load from a local folder (diffusers layout); nothing is downloaded."""
+        """Load from a local folder (diffusers layout, ours or `WanImageToVideoPipeline`'s); nothing is downloaded.
+
+        The folder is checked before any weight is read: another pipeline class, a missing component or a layout
+        this pipeline cannot run exactly is a ValueError naming it.
+        """
         path = Path(pretrained_model_name_or_path)
         if not (path / "model_index.json").is_file():
             raise FileNotFoundError(
                 f"no pipeline at {str(path)!r}: expected a local diffusers folder with model_index.json (weights are "
                 "never downloaded; save one with pipe.save_pretrained(dir) or convert Wan I2V weights to diffusers)"
             )
+        index = check_folder(path, kwargs)
+        if index["_class_name"] == "WanImageToVideoPipeline":
+            kwargs.setdefault("default_guidance_scale", 5.0)  # diffusers' default for these checkpoints
         kwargs.setdefault("local_files_only", True)
         return super().from_pretrained(str(path), **kwargs)
+
+    @property
+    def layout(self) -> WanLayout:
+        """The checked layout of the current components and config (see `layouts`)."""
+        return _layout_of(self.components, self.config.boundary_ratio, self.config.expand_timesteps)
 
     @property
     def spatial_multiple(self) -> int:
@@ -152,9 +151,12 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
 
     def check_inputs(self, image, prompt, negative_prompt, num_frames, height, width, num_inference_steps,
-                     guidance_scale, output_type, guidance_interval=1.0) -> tuple[int, int, int]:
+                     guidance_scale, output_type, guidance_interval=1.0, last_image=None, guidance_scale_2=None,
+                     track_conditioning="videoai", track_strength=1.0) -> tuple[int, int, int]:
         """Validate the call; returns (num_frames, height, width) with defaults filled in."""
-        image_height, image_width = _image_size(image)
+        image_height, image_width = image_size(image)
+        if last_image is not None:
+            image_size(last_image)
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
         if negative_prompt is not None and not isinstance(negative_prompt, str):
@@ -165,11 +167,14 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
-        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be a number >= 0, got {guidance_scale!r}")
+        for name, value in (("guidance_scale", guidance_scale), ("guidance_scale_2", guidance_scale_2)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if isinstance(guidance_interval, bool) or not isinstance(guidance_interval, (int, float)) \
                 or not 0 < guidance_interval <= 1:
             raise ValueError(f"guidance_interval must be a fraction of the steps in (0, 1], got {guidance_interval!r}")
+        _check_track_settings(track_conditioning, track_strength)
+        self.layout.check_call(last_image is not None, guidance_scale_2, track_conditioning)
         num_frames = num_frames or self.config.default_num_frames or 81
         check_num_frames(num_frames, self.vae_scale_factor_temporal)
         multiple = self.spatial_multiple
@@ -192,8 +197,9 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             return embeds, (embeds if do_classifier_free_guidance else None)
 
         def encode(text: str) -> torch.Tensor:
-            inputs = self.tokenizer([text], padding="max_length", max_length=max_sequence_length, truncation=True,
-                                    add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+            inputs = self.tokenizer([clean_prompt(text)], padding="max_length", max_length=max_sequence_length,
+                                    truncation=True, add_special_tokens=True, return_attention_mask=True,
+                                    return_tensors="pt")
             mask = inputs.attention_mask.to(self.text_encoder.device)
             hidden = self.text_encoder(inputs.input_ids.to(self.text_encoder.device), mask).last_hidden_state
             hidden = hidden * mask[..., None]  # zero the padding as Wan does
@@ -203,35 +209,58 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         negative = encode(negative_prompt or "") if do_classifier_free_guidance else None
         return positive, negative
 
-    def encode_image(self, image: Any, batch_size: int) -> torch.Tensor | None:
-        """CLIP image tokens for Wan 2.1 I2V transformers (image_dim set); None otherwise."""
-        if self.transformer.config.image_dim is None:
+    def encode_image(self, image: Any, batch_size: int, last_image: Any = None) -> torch.Tensor | None:
+        """CLIP image tokens (B, S, D), or (2B, S, D) for [image, last_image] pairs, for transformers with image_dim
+        set (Wan 2.1); None otherwise."""
+        if not self.layout.image_embeds:
             return None
-        if self.image_encoder is None or self.image_processor is None:
-            raise ValueError("the transformer expects CLIP image embeddings (image_dim set) but the pipeline has no "
-                             "image_encoder/image_processor")
-        pixels = self.image_processor(images=_to_processor_input(image), return_tensors="pt")
+        images = [to_processor_input(image)] + ([] if last_image is None else [to_processor_input(last_image)])
+        pixels = self.image_processor(images=images, return_tensors="pt")
         hidden = self.image_encoder(**pixels.to(self.image_encoder.device), output_hidden_states=True).hidden_states[-2]
-        return hidden.to(self._execution_device, self.transformer.dtype).expand(batch_size, -1, -1)
+        return hidden.to(self._execution_device, self.transformer.dtype).repeat(batch_size, 1, 1)
 
-    def prepare_latents(self, image: torch.Tensor, tracks: Tracks | None, batch_size: int, num_frames: int,
-                        generator, latents: torch.Tensor | None, track_sigma: float):
-        """Noise (B, C, L, h, w), plain I2V condition and the track-edited one, each (B, f + C, L, h, w)."""
+    def prepare_latents(self, image: torch.Tensor, last_image: torch.Tensor | None, batch_size: int,
+                        num_frames: int, generator, latents: torch.Tensor | None) -> tuple[torch.Tensor, ImageCondition]:
+        """Noise (B, C, L, h, w) and the plain image condition of this layout (images (1, 3, H, W) in [-1, 1])."""
         device = self._execution_device
-        condition = encode_image_condition(self.vae, image.to(device), num_frames)  # (1, f + C, L, h, w)
-        condition = condition.expand(batch_size, -1, -1, -1, -1)
-        channels = self.vae.config.z_dim
-        shape = (batch_size, channels, latent_num_frames(num_frames, self.vae_scale_factor_temporal),
-                 *condition.shape[-2:])
+        video = self.layout.condition_video(image, last_image, num_frames)  # (1, 3, T', H, W)
+        latent = encode_video(self.vae, video).to(device)  # (1, C, L', h, w)
+        condition = self.layout.image_condition(latent.expand(batch_size, -1, -1, -1, -1), num_frames,
+                                                last_image is not None)
+        shape = (batch_size, self.vae.config.z_dim, latent_num_frames(num_frames, self.vae_scale_factor_temporal),
+                 *latent.shape[-2:])
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        track_condition = condition
-        if tracks is not None:
-            track_condition = apply_tracks(condition, tracks, self.vae_scale_factor_temporal, track_sigma,
-                                           mark_mask=self.config.mark_tracks_in_mask)
-        return latents.to(device, torch.float32), condition, track_condition
+        return latents.to(device, torch.float32), condition
+
+    def predict(self, expert: int, latents: torch.Tensor, t: torch.Tensor, branch: _Branch) -> torch.Tensor:
+        """Velocity (noise - data) of latents (B, C, L, h, w) at step t from one transformer (0 or 1)."""
+        model = self.transformer if expert == 0 else self.transformer_2
+        hidden, timestep = self.layout.model_input(latents, branch.condition, t)
+        kwargs = dict(hidden_states=hidden.to(model.dtype), timestep=timestep, encoder_hidden_states=branch.text,
+                      encoder_hidden_states_image=branch.image, return_dict=False)
+        if branch.modulations is None:
+            return model(**kwargs)[0].float()
+        with MotionAdapter.hooked(model, branch.modulations):
+            return model(**kwargs)[0].float()
+
+    def motion_modulations(self, tracks: Tracks, height: int, width: int, batch_size: int,
+                           do_cfg: bool) -> tuple[Modulations | None, Modulations | None]:
+        """Motion-adapter modulations of the conditional and the unconditional branch (None without an adapter)."""
+        if self.motion_adapter is None or tracks is None:
+            return None, None
+        maps = motion_maps(tracks.to(self._execution_device), height, width, self.vae_scale_factor_temporal,
+                           self.config.track_sigma)  # (3f, L, h, w)
+        maps = maps[None].expand(batch_size * (1 + do_cfg), -1, -1, -1, -1)
+        active = torch.ones(batch_size * (1 + do_cfg), device=maps.device)
+        active[batch_size:] = 0.0  # the unconditional half runs the plain transformer
+        dtype = self.motion_adapter.dtype
+        modulations = self.motion_adapter(maps.to(dtype), active.to(dtype))
+        conditional = [(scale[:batch_size], shift[:batch_size]) for scale, shift in modulations]
+        unconditional = [(scale[batch_size:], shift[batch_size:]) for scale, shift in modulations]
+        return conditional, (unconditional if do_cfg else None)
 
     @torch.no_grad()
     def __call__(
@@ -245,11 +274,15 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         width: int | None = None,
         num_inference_steps: int = 30,
         guidance_scale: float | None = None,
+        guidance_scale_2: float | None = None,
         guidance_interval: float | None = None,
         batch_guidance: bool | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
+        last_image: Any = None,
+        track_conditioning: str | None = None,
+        track_strength: float | None = None,
         track_sigma: float | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -262,86 +295,88 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         leave the frame; invisible points are ignored at those frames.
         The image is resized to height x width (default: `default_height/width` of the config, else the image
         size rounded down to a multiple of `spatial_multiple`, 16 for Wan); num_frames must be 4k + 1.
+        last_image: the video's last frame too (first-last-frame; not on TI2V).
         guidance_scale (default: the config's default_guidance_scale; guidance_interval likewise) > 1 runs
-        classifier-free guidance against the same model without tracks (and with negative_prompt); it is skipped
-        when there is neither a track nor a prompt to guide by. guidance_interval in (0, 1]: guide only the first
-        fraction of the steps (the noisy ones, where layout and motion are decided; Kynkaanniemi et al. 2024 limit
-        guidance to an interval too); later steps run the conditional branch alone, at the cost of an unguided one.
-        batch_guidance: run a guided step's two branches as one batch (faster on a GPU) or one after the other
-        (the peak memory of a generation without guidance, about the same time on a CPU); None: batch on CUDA.
+        classifier-free guidance: the guided branch gets the prompt and the track-edited condition, the other the
+        negative prompt and the plain condition ("wan-move": the edited one, as Wan-Move's code runs); it is skipped when there is neither a track nor a prompt to guide
+        by. guidance_scale_2: the low-noise expert's scale with two experts (default: guidance_scale).
+        guidance_interval in (0, 1]: guide only the first fraction of the steps (the noisy ones, where layout and
+        motion are decided; Kynkaanniemi et al. 2024 limit guidance to an interval too); later steps run the
+        conditional branch alone. batch_guidance: run a guided step's two branches as one batch (faster on a GPU)
+        or one after the other (the peak memory of one branch); None: batch on CUDA.
+        track_conditioning / track_strength / track_sigma: override the config's (see the class docstring).
         """
         # 1. Check inputs
-        if guidance_scale is None:
-            guidance_scale = self.config.default_guidance_scale
-        if guidance_interval is None:
-            guidance_interval = self.config.default_guidance_interval
+        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else guidance_scale
+        guidance_interval = self.config.default_guidance_interval if guidance_interval is None else guidance_interval
+        track_conditioning = track_conditioning or self.config.track_conditioning
+        track_strength = self.config.track_strength if track_strength is None else track_strength
+        track_sigma = self.config.track_sigma if track_sigma is None else track_sigma
         num_frames, height, width = self.check_inputs(image, prompt, negative_prompt, num_frames, height, width,
                                                       num_inference_steps, guidance_scale, output_type,
-                                                      guidance_interval)
-        tracks = prepare_tracks(tracks, num_frames, width, height, _image_size(image))
+                                                      guidance_interval, last_image, guidance_scale_2,
+                                                      track_conditioning, track_strength)
+        tracks = prepare_tracks(tracks, num_frames, width, height, image_size(image))
         if tracks is not None and tracks.num_tracks == 0:
             tracks = None
-        track_sigma = self.config.track_sigma if track_sigma is None else track_sigma
+        if tracks is not None and track_conditioning == "wan-move" and self.motion_adapter is not None:
+            raise ValueError("track_conditioning='wan-move' cannot drive this pipeline's motion_adapter (it is trained "
+                             "with 'videoai'); use track_conditioning='videoai'")
+        guidance_scale_2 = guidance_scale if guidance_scale_2 is None else guidance_scale_2
         batch_size = num_videos_per_prompt
-        do_cfg = guidance_scale > 1.0 and (tracks is not None or prompt is not None)
+        do_cfg = guidance_scale > 1.0 and (tracks is not None or prompt is not None or negative_prompt is not None)
         device = self._execution_device
 
-        # 2. Encode prompt and image
+        # 2. Encode prompt and images
         prompt_embeds, negative_embeds = self.encode_prompt(prompt, negative_prompt, batch_size, do_cfg,
                                                             max_sequence_length)
-        image_embeds = self.encode_image(image, batch_size)
-        pixels = self.video_processor.preprocess(_to_processor_input(image), height=height, width=width)  # (1,3,H,W)
+        image_embeds = self.encode_image(image, batch_size, last_image)
 
-        # 3. Prepare latents and conditions
-        latents, condition, track_condition = self.prepare_latents(
-            pixels.to(device, torch.float32), tracks, batch_size, num_frames, generator, latents, track_sigma)
-        denoiser = TrajectoryDenoiser(self.transformer)
-        modulations = None
-        if self.motion_adapter is not None and tracks is not None:
-            maps = motion_maps(tracks.to(device), condition.shape[-2], condition.shape[-1],
-                               self.vae_scale_factor_temporal, track_sigma)  # (3f, L, h, w)
-            maps = maps[None].expand(batch_size * (1 + do_cfg), -1, -1, -1, -1)
-            active = torch.ones(batch_size * (1 + do_cfg), device=device)
-            active[batch_size:] = 0.0  # the unconditional half runs the plain transformer
-            adapter_dtype = self.motion_adapter.dtype
-            modulations = self.motion_adapter(maps.to(adapter_dtype), active.to(adapter_dtype))
-        dtype = self.transformer.dtype
-        conditional_inputs = (track_condition.to(dtype), prompt_embeds, image_embeds,
-                              None if modulations is None else [(scale[:batch_size], shift[:batch_size])
-                                                                  for scale, shift in modulations])
+        def pixels_of(picture):  # (1, 3, H, W) in [-1, 1]
+            return self.video_processor.preprocess(to_processor_input(picture), height=height, width=width).to(
+                device, torch.float32)
+
+        # 3. Prepare latents and the conditions of both branches
+        latents, condition = self.prepare_latents(pixels_of(image), None if last_image is None else
+                                                  pixels_of(last_image), batch_size, num_frames, generator, latents)
+        track_condition = condition
+        if tracks is not None:
+            track_condition = self.layout.with_tracks(condition, tracks.to(device), track_conditioning, track_sigma,
+                                                      track_strength, self.config.mark_tracks_in_mask,
+                                                      last_image is not None)
+        conditional_modulations, unconditional_modulations = self.motion_modulations(
+            tracks, *condition.latent.shape[-2:], batch_size, do_cfg)
+        conditional = _Branch(track_condition, prompt_embeds, image_embeds, conditional_modulations)
+        if do_cfg:
+            # Wan-Move's generate code edits the condition in place through a view (replace_feature on
+            # y.unsqueeze(0)), so its unguided branch runs on the edited condition too; we reproduce what it runs.
+            unguided_condition = track_condition if track_conditioning == "wan-move" else condition
+            unconditional = _Branch(unguided_condition, negative_embeds, image_embeds, unconditional_modulations)
         if batch_guidance is None:
             batch_guidance = device.type == "cuda"
         if do_cfg and batch_guidance:
-            guided_inputs = (torch.cat([track_condition, condition]).to(dtype),  # (2B, f + C, L, h, w)
-                             torch.cat([prompt_embeds, negative_embeds]),
-                             None if image_embeds is None else torch.cat([image_embeds, image_embeds]), modulations)
-        elif do_cfg:
-            unconditional_inputs = (condition.to(dtype), negative_embeds, image_embeds,
-                                    None if modulations is None else [(scale[batch_size:], shift[batch_size:])
-                                                                        for scale, shift in modulations])
+            both = conditional.cat(unconditional)
         guided_steps = math.ceil(guidance_interval * num_inference_steps) if do_cfg else 0
 
-        def velocity_of(model_input, t, inputs):
-            condition_input, text_input, image_input, step_modulations = inputs
-            return denoiser(model_input.to(dtype), condition_input, t.expand(model_input.shape[0]), text_input,
-                            image_input, modulations=step_modulations).float()
-
         # 4. Denoising loop (flow matching: the transformer predicts the velocity noise - data)
+        layout = self.layout
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(self.scheduler.timesteps):
+                expert = layout.expert(t)  # Wan 2.2 A14B: high-noise expert 0, then low-noise expert 1
                 if i >= guided_steps:
-                    velocity = velocity_of(latents, t, conditional_inputs)
+                    velocity = self.predict(expert, latents, t, conditional)
                 else:
                     if batch_guidance:
-                        both = velocity_of(torch.cat([latents, latents]), t, guided_inputs)  # (2B, C, L, h, w)
-                        conditional, unconditional = both.chunk(2)
+                        guided, unguided = self.predict(expert, torch.cat([latents, latents]), t, both).chunk(2)
                     else:
-                        conditional = velocity_of(latents, t, conditional_inputs)
-                        unconditional = velocity_of(latents, t, unconditional_inputs)
-                    velocity = unconditional + guidance_scale * (conditional - unconditional)
+                        guided = self.predict(expert, latents, t, conditional)
+                        unguided = self.predict(expert, latents, t, unconditional)
+                    scale = guidance_scale if expert == 0 else guidance_scale_2
+                    velocity = unguided + scale * (guided - unguided)
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
                 progress_bar.update()
+        latents = layout.finish(latents, track_condition)
 
         # 5. Decode
         if output_type == "latent":
@@ -353,3 +388,19 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if not return_dict:
             return frames, tracks
         return TrajectoryPipelineOutput(frames=frames, tracks=tracks)
+
+
+def _layout_of(parts: dict, boundary_ratio: float | None, expand_timesteps: bool) -> WanLayout:
+    config = {name: getattr(parts.get(name), "config", None) for name in ("vae", "transformer", "transformer_2")}
+    scheduler = parts.get("scheduler")
+    return resolve_layout(config["vae"], config["transformer"], config["transformer_2"], boundary_ratio,
+                          expand_timesteps, {name for name, part in parts.items() if part is not None},
+                          scheduler.config.get("num_train_timesteps", 1000) if scheduler is not None else 1000)
+
+
+def _check_track_settings(track_conditioning: object, track_strength: object) -> None:
+    if track_conditioning not in TRACK_CONDITIONINGS:
+        raise ValueError(f"track_conditioning must be one of {TRACK_CONDITIONINGS}, got {track_conditioning!r}")
+    if isinstance(track_strength, bool) or not isinstance(track_strength, (int, float)) \
+            or not math.isfinite(track_strength) or track_strength < 0:
+        raise ValueError(f"track_strength must be a finite number >= 0, got {track_strength!r}")
