@@ -1,6 +1,8 @@
-"""`videoai recommend train|eval|serve-batch` on a tiny synthetic interaction log."""
+"""`videoai recommend train|eval|serve-batch|audience` on a tiny synthetic interaction log."""
 
 import json
+
+import pytest
 
 from videoai.recommend import OneRecRecommender
 
@@ -111,3 +113,52 @@ def test_bad_inputs(cli, recommender_dir, interaction_log, tmp_path, one_line_er
     code, _, err = cli("recommend", "serve-batch", "--model", recommender_dir, "--histories", interaction_log,
                        "--out", tmp_path / "r.jsonl", "--k", "41")
     one_line_error(code, err, "--k", "40")
+
+
+def test_audience_ranks_users_by_log_prob(cli, recommender_dir, interaction_log, tmp_path):
+    recommender = OneRecRecommender.from_pretrained(recommender_dir)
+    histories = tmp_path / "histories.jsonl"
+    histories.write_text('{"user": "a", "items": [1, 2, 3]}\n{"user": "b", "items": [21, 22]}\n'
+                         '{"user": "c", "items": [5, 6]}\n{"items": [35]}\n')
+    out = tmp_path / "audience.jsonl"
+    code, stdout, err = cli("recommend", "audience", "--model", recommender_dir, "--item", "5", "--histories",
+                            histories, "--top", "2", "--out", out, "--batch-size", "3", "--device", "cpu", "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert (report["item"], report["users"], report["left_out_seen"], report["out"]) == (5, 4, 1, str(out))
+    users, log_probs = recommender.audience(5, [[1, 2, 3], [21, 22], [5, 6], [35]], top=2)
+    names = ["a", "b", "c", 3]
+    assert report["top"] == [{"user": names[u], "log_prob": round(lp, 4)}
+                             for u, lp in zip(users.tolist(), log_probs.tolist())]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == report["top"]
+
+    code, stdout, err = cli("recommend", "audience", "--model", recommender_dir, "--item", "5", "--histories",
+                            interaction_log, "--top", "3", "--include-seen")
+    assert code == 0, err
+    lines = stdout.strip().splitlines()
+    assert lines[0] == "audience of item 5: top 3 of 80 users by log P(next item | history)"
+    scores = [float(line.split("\t")[1]) for line in lines[1:]]
+    assert len(scores) == 3 and all(line.startswith("u") for line in lines[1:]) and scores == sorted(scores)[::-1]
+
+
+def test_audience_bad_inputs(cli, recommender_dir, interaction_log, tmp_path, one_line_error, capsys):
+    base = ("recommend", "audience", "--model", recommender_dir, "--histories", interaction_log)
+    code, _, err = cli(*base, "--item", "999")
+    one_line_error(code, err, "--item", "999", "40 items")
+    code, _, err = cli(*base, "--item", "pear")
+    one_line_error(code, err, "--item", "pear")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    code, _, err = cli("recommend", "audience", "--model", recommender_dir, "--histories", empty, "--item", "1")
+    one_line_error(code, err, "--histories", "no history")
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text('{"user": "a", "items": [1, 2]}\n{"user": "b", "items": [3, 777]}\n')
+    code, _, err = cli("recommend", "audience", "--model", recommender_dir, "--histories", unknown, "--item", "1",
+                       "--out", tmp_path / "a.jsonl")
+    one_line_error(code, err, "unknown.jsonl:2", "777")
+    assert not (tmp_path / "a.jsonl").exists()
+    code, _, err = cli(*base, "--item", "1", "--out", tmp_path / "a.json")
+    one_line_error(code, err, "--out", ".jsonl")
+    with pytest.raises(SystemExit) as exit_info:
+        cli(*base, "--item", "1", "--top", "0")
+    assert exit_info.value.code == 2 and "--top" in capsys.readouterr().err

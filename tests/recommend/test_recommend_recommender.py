@@ -71,3 +71,100 @@ def test_save_load_round_trip(recommender, tmp_path):
     assert loaded.recommend(histories, k=4)[0] == recommender.recommend(histories, k=4)[0]
     with pytest.raises(FileNotFoundError, match="must contain"):
         OneRecRecommender.from_pretrained(tmp_path / "missing")
+
+
+def _hand_log_prob(recommender, history: list, item, constrained: bool) -> float:
+    """Sum over the item's tokens of log-softmax over the whole vocabulary, or (constrained) over the tokens that
+    extend its prefix in the catalogue's codes, masked by hand, from the teacher-forced decoder's unmasked logits."""
+    from videoai.recommend import EvalCollator, TrieTables, TrieTargets
+
+    model, tokenizer = recommender.model, recommender.tokenizer
+    batch = EvalCollator(tokenizer.codes, model.config.max_history)([(tokenizer.item_index(history), -1)])
+    codes = tokenizer.encode([item]).view(1, 1, 1, -1)  # (B, R, M, L)
+    path = TrieTables.of(recommender.trie, model.config.codebook_size).targets(codes)
+    with torch.no_grad():
+        memory, memory_mask = model.encode(batch["history_codes"], batch["history_mask"],
+                                           history_items=batch["history_items"])
+        position = torch.tensor([memory.shape[1] - 1])  # the row sees the whole history
+        hidden, _ = model.decode(memory, memory_mask, codes, position, prefix_nodes=path.prefix_nodes)
+        steps = torch.arange(codes.shape[-1])
+        logits = model.step_logits(hidden, steps, TrieTargets(path.prefix_nodes, path.child_nodes, constrain=False))
+    total, all_codes, target = 0.0, tokenizer.codes, codes.flatten()  # (N, L), (L,)
+    for level, token in enumerate(target.tolist()):
+        row = logits[0, 0, level].double()  # (V,)
+        if constrained:  # only the tokens that extend the item's prefix into some real item
+            same_prefix = (all_codes[:, :level] == target[:level]).all(1)
+            valid = torch.zeros_like(row, dtype=torch.bool)
+            valid[all_codes[same_prefix, level]] = True
+            row = row.masked_fill(~valid, float("-inf"))
+        total += float(row.log_softmax(-1)[token])
+    return total
+
+
+def test_audience_is_the_exact_session_log_prob(recommender):
+    histories = [["v1", "v2", "v3"], ["v9"], ["v4", "v5", "v6", "v7", "v8", "v10", "v11", "v12"], ["v30", "v31"]]
+    for constrained in (True, False):
+        users, log_probs = recommender.audience("v20", histories, batch_size=3, constrained=constrained)
+        assert sorted(users.tolist()) == [0, 1, 2, 3] and log_probs.shape == (4,)
+        assert torch.all(log_probs[:-1] >= log_probs[1:])
+        for user, value in zip(users.tolist(), log_probs.tolist()):
+            assert value == pytest.approx(_hand_log_prob(recommender, histories[user], "v20", constrained), abs=1e-4)
+    unconstrained = recommender.audience("v20", histories, constrained=False)[1]
+    assert torch.all(unconstrained < 0)
+
+
+def test_audience_matches_beam_search_scores(recommender):
+    histories = [["v1", "v2", "v3"], ["v9"], ["v30", "v1"]]
+    items, scores = recommender.recommend(histories, k=8)
+    for history, row, row_scores in zip(histories, items, scores.tolist()):
+        for item, score in zip(row, row_scores):  # every item in the beam, under the same constrained softmax
+            value = recommender.audience(item, [history])[1]
+            assert value.tolist() == pytest.approx([score], abs=1e-4)
+
+
+def test_audience_matches_unconstrained_beam_search(recommender):
+    from videoai.recommend import EvalCollator, beam_search
+
+    model, tokenizer = recommender.model, recommender.tokenizer
+    batch = EvalCollator(tokenizer.codes, model.config.max_history)([(tokenizer.item_index(["v1", "v2"]), -1)])
+    out = beam_search(model, batch["history_codes"], batch["history_mask"], recommender.trie, num_beams=6,
+                      session_length=1, constrained=False, history_items=batch["history_items"])
+    for item, score in zip(out.items[0, :, 0].tolist(), out.scores[0].tolist()):
+        if item >= 0:  # a real item decoded freely: same full-softmax score
+            value = recommender.audience(tokenizer.item_ids[item], [["v1", "v2"]], constrained=False,
+                                         exclude_seen=False)[1]
+            assert value.tolist() == pytest.approx([score], abs=1e-4)
+
+
+def test_audience_ranks_top_and_leaves_out_who_saw_the_item(recommender):
+    histories = [[f"v{(u * 3 + t) % 32}" for t in range(4)] for u in range(10)]
+    users, log_probs = recommender.audience("v0", histories)
+    seen = {u for u, h in enumerate(histories) if "v0" in h}
+    assert seen and set(users.tolist()) == set(range(10)) - seen
+    assert torch.isfinite(log_probs).all()
+    top_users, top_log_probs = recommender.audience("v0", histories, top=3, batch_size=4)
+    assert top_users.tolist() == users[:3].tolist()
+    assert torch.allclose(top_log_probs, log_probs[:3], atol=1e-5)
+    everyone = recommender.audience("v0", histories, exclude_seen=False)[0]
+    assert sorted(everyone.tolist()) == list(range(10))
+    assert len(recommender.audience("v0", histories, top=50)[0]) == 10 - len(seen)
+
+
+def test_audience_bad_inputs(recommender):
+    with pytest.raises(UnknownItemError, match="item 'nope' is not in the catalogue"):
+        recommender.audience("nope", [["v1"]])
+    with pytest.raises(ValueError, match="histories is empty"):
+        recommender.audience("v1", [])
+    with pytest.raises(ValueError, match=r"histories\[1\] is empty"):
+        recommender.audience("v1", [["v2"], []])
+    with pytest.raises(UnknownItemError, match="unknown item id"):
+        recommender.audience("v1", [["v2", "zzz"]])
+    with pytest.raises(TypeError, match="list of item-id lists"):
+        recommender.audience("v1", "v2")
+    for top in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="top must be"):
+            recommender.audience("v1", [["v2"]], top=top)
+    with pytest.raises(ValueError, match="batch_size must be"):
+        recommender.audience("v1", [["v2"]], batch_size=0)
+    with pytest.raises(TypeError, match="item must be"):
+        recommender.audience(["v1"], [["v2"]])

@@ -1,4 +1,4 @@
-"""`videoai recommend train|eval|serve-batch`: a OneRec-style generative recommender on an interaction log."""
+"""`videoai recommend train|eval|serve-batch|serve|audience`: a OneRec-style recommender on an interaction log."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +33,7 @@ BEAMS_HELP = ("beam width (default: twice the largest k); users left with fewer 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "recommend", help="train / evaluate / batch-serve a generative recommender",
+        "recommend", help="train / evaluate / serve a generative recommender; find an item's audience",
         description="OneRec-style recommender: items get semantic IDs (residual k-means of co-occurrence "
                     "embeddings), an encoder-decoder writes the next item's ID under a prefix trie.")
     commands = parser.add_subparsers(dest="recommend_command", metavar="ACTION", required=True)
@@ -87,6 +87,10 @@ def add_parser(subparsers) -> None:
     add_device_flag(serve)
     add_json_flag(serve)
     serve.set_defaults(run=run_serve)
+    from videoai.cli import recommend_audience, recommend_serve
+
+    recommend_serve.add_parser(commands)
+    recommend_audience.add_parser(commands)
 
 
 def _add_log_args(parser: argparse.ArgumentParser) -> None:

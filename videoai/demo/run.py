@@ -14,7 +14,14 @@ from PIL import Image
 from videoai.demo.catalogue import make_catalogue, simulate_users
 from videoai.demo.report import write_summary
 from videoai.generate import default_shapes_config, export_overlay, load_default_pipeline, to_uint8_video
-from videoai.recommend import EvalCollator, OneRecConfig, OneRecModel, OneRecRecommender, OptimizerConfig, SemanticIDTokenizer, train_onerec
+from videoai.recommend import (
+    OneRecConfig,
+    OneRecModel,
+    OneRecRecommender,
+    OptimizerConfig,
+    SemanticIDTokenizer,
+    train_onerec,
+)
 from videoai.synthetic import make_clip
 from videoai.tokenize import Tracks, write_video
 from videoai.train import TrainConfig
@@ -93,16 +100,6 @@ def _understand(video_path: Path, frames: np.ndarray, requested: Tracks) -> dict
     }
 
 
-def _audience_log_probs(recommender: OneRecRecommender, histories: list[list[str]], item: str) -> torch.Tensor:
-    """Log-probability (n,) that each user's next item is `item`: who the new video should be shown to."""
-    tokenizer, model = recommender.tokenizer, recommender.model
-    collate = EvalCollator(tokenizer.codes, model.config.max_history)
-    batch = collate([(tokenizer.item_index(h), -1) for h in histories])
-    session = tokenizer.encode([item]).view(1, 1, 1, -1).expand(len(histories), 1, 1, -1)  # (n, R=1, M=1, L)
-    with torch.no_grad():
-        return model.eval().session_log_prob(batch["history_codes"], batch["history_mask"], session)[:, 0]
-
-
 def _tag_score_vectors(videos: list) -> torch.Tensor:
     """(N, V) unit vectors of the embedded tagger's scores (tags in a fixed order): content the users care about.
 
@@ -135,9 +132,9 @@ def _distribute(config: DemoConfig, frames: np.ndarray, video_tags: list[str], o
     recommender = OneRecRecommender(model, tokenizer)
     recommender.save_pretrained(out / "recommender")
     recommended, _ = recommender.recommend(histories[:3], k=config.top_k)
-    # The new video's audience: the users most likely to pick it next. A good audience likes what it shows.
-    log_probs = _audience_log_probs(recommender, histories, GENERATED_ID)
-    audience = log_probs.topk(max(1, len(histories) // 10)).indices.tolist()
+    # The new video's audience: the users most likely to pick it next, by the exact log-probability of its
+    # semantic ID under the same trie-constrained softmax the recommendations use. A good audience likes what it shows.
+    audience = recommender.audience(GENERATED_ID, histories, top=max(1, len(histories) // 10))[0].tolist()
     colors = {t for t in video_tags if t.startswith("color:")}
     semantic_id = tokenizer.encode([GENERATED_ID])[0].tolist()
     return {

@@ -390,7 +390,8 @@ class OneRecModel(PreTrainedModel):
         """
         batch, beams = state.memory_mask.shape[0], state.num_beams
         step = torch.tensor([state.step], device=state.memory_mask.device)
-        step_trie = None if trie is None else TrieTargets(trie.prefix_nodes[..., None], trie.child_nodes[..., None, :])
+        step_trie = None if trie is None else TrieTargets(trie.prefix_nodes[..., None], trie.child_nodes[..., None, :],
+                                                               trie.constrain)
         x = self.embed_steps(None if previous is None else previous[..., None], step, (batch, beams),
                              None if trie is None else step_trie.prefix_nodes)  # (B, K, 1, D)
         if state.user_state is not None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from .beam_search import beam_search
-from .constraints import prefix_node_count
+from .constraints import TrieTables, TrieTargets, prefix_node_count
 from .data import EvalCollator
 from .model import OneRecConfig, OneRecModel
-from .semantic_ids import SemanticIDTokenizer
+from .semantic_ids import SemanticIDTokenizer, UnknownItemError
 from .trainer import recommend_indices
 
 MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
@@ -103,6 +103,58 @@ class OneRecRecommender:
         sessions = [[[self.tokenizer.item_ids[i] for i in session if i >= 0] for session in user]
                     for user in out.items.tolist()]
         return sessions, out.scores
+
+    @torch.no_grad()
+    def audience(self, item, histories: Sequence[Sequence], top: int | None = None, batch_size: int = 256,
+                 constrained: bool = True, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Users most likely to pick `item` next: positions into `histories` (n,) and log P(item | history) (n,),
+        best first; `top` keeps the first `top` (None: all).
+
+        The log-probability is exact: the item's semantic-ID tokens teacher-forced after each whole history
+        (its last max_history items, as beam search sees them) and summed. constrained=True (the default,
+        as recommend() decodes) takes each token's softmax over the children the prefix trie allows, so the figure
+        equals the score constrained beam search gives the item and is a distribution over real items;
+        constrained=False uses the full-vocabulary softmax instead. exclude_seen leaves out users whose history
+        (all of it, not only the window the model sees) already holds the item, so fewer than `top` may come back.
+        """
+        if isinstance(top, bool) or not (top is None or isinstance(top, int) and top >= 1):
+            raise ValueError(f"top must be None or an int >= 1, got {top!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        try:
+            target = int(self.tokenizer.item_index([item])[0])
+        except UnknownItemError:
+            raise UnknownItemError(f"item {item!r} is not in the catalogue: the tokenizer was fitted on "
+                                   f"{self.tokenizer.num_items} items") from None
+        except TypeError:
+            raise TypeError(f"item must be an item id (hashable), got {type(item).__name__}") from None
+        rows = self._indices(histories)
+        if not rows:
+            raise ValueError("histories is empty: pass at least one user's item-id list")
+        self.model.eval()
+        device, levels = self.model.device, self.model.config.num_levels
+        codes = self.tokenizer.codes.to(device)
+        collate = EvalCollator(codes, self.model.config.max_history)
+        session = codes[target].view(1, 1, 1, levels)  # (1, R=1, M=1, L)
+        path = TrieTables.of(self.trie, self.model.config.codebook_size, device).targets(session)  # (1, 1, L[, V])
+        log_probs = []
+        for start in range(0, len(rows), batch_size):
+            batch = collate([(h, -1) for h in rows[start:start + batch_size]])
+            size = batch["history_items"].shape[0]
+            # the trie walk is needed even unconstrained: it feeds the prefix-node embeddings of models that have them
+            trie = TrieTargets(path.prefix_nodes.expand(size, -1, -1), path.child_nodes.expand(size, -1, -1, -1),
+                               constrain=constrained)
+            scores = self.model.session_log_prob(
+                batch["history_codes"].to(device), batch["history_mask"].to(device), session.expand(size, -1, -1, -1),
+                trie_targets=trie, history_items=batch["history_items"].to(device))[:, 0]  # (b,)
+            log_probs.append(scores.cpu())
+        log_probs = torch.cat(log_probs)  # (n,)
+        if exclude_seen:  # the whole history counts here, not only the window the model sees
+            seen = torch.tensor([bool((history == target).any()) for history in rows])
+            log_probs = log_probs.masked_fill(seen, float("-inf"))
+        order = torch.sort(log_probs, descending=True, stable=True).indices  # ties: earlier users first
+        order = order[log_probs[order] > float("-inf")][:top]  # users who saw the item cannot pick it again
+        return order, log_probs[order]
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """model/ (config.json + model.safetensors) and tokenizer/ in `directory`."""
