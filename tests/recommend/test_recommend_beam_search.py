@@ -96,3 +96,62 @@ def test_prefix_node_model(node_model, item_codes, trie):
     assert not torch.allclose(flat, logp, atol=1e-3)
     free = beam_search(node_model, history, mask, trie, num_beams=6, constrained=False)
     assert free.items.shape == (4, 6, 1)
+
+
+class DenseTables:
+    """The former TrieTables: a dense (internal nodes, V) child table, indexed directly (reference for old == new)."""
+
+    def __init__(self, trie, vocab_size):
+        table = trie.table.long()  # (I, V_trie), dense
+        self.children = torch.nn.functional.pad(table, (0, vocab_size - table.shape[1]), value=-1)  # (I, V)
+        self.root = trie.root
+
+    def child(self, nodes, tokens):
+        return torch.where(nodes >= 0, self.children[nodes.clamp_min(0), tokens], -1)
+
+    def paths(self, codes):
+        nodes = [torch.full(codes.shape[:-1], self.root, dtype=torch.long)]
+        for level in range(codes.shape[-1] - 1):
+            nodes.append(self.children[nodes[-1].clamp_min(0), codes[..., level]])
+        return torch.stack(nodes, -1)
+
+    def leaf_parents(self, codes):
+        return self.paths(codes)[..., -1]
+
+    def step_children(self, nodes):
+        return self.children[nodes.clamp_min(0)].masked_fill((nodes < 0)[..., None], -1)
+
+
+def test_sparse_tables_match_the_dense_table(item_codes, trie):
+    from videoai.recommend import TrieTables
+
+    dense, sparse = DenseTables(trie, 10), TrieTables(trie, 10)
+    nodes = torch.arange(-1, trie.num_internal)
+    assert torch.equal(sparse.step_children(nodes), dense.step_children(nodes))
+    assert torch.equal(sparse.paths(item_codes), dense.paths(item_codes))
+    tokens = torch.randint(0, 10, nodes.shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sparse.child(nodes, tokens), dense.child(nodes, tokens))
+    assert torch.equal(sparse.children[nodes.clamp_min(0), tokens], dense.children[nodes.clamp_min(0), tokens])
+    assert torch.equal(sparse.bias.isinf(), dense.children < 0)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 5])
+def test_prefix_node_count_matches_distinct_prefixes(item_codes, trie, depth):
+    from videoai.recommend import prefix_node_count
+
+    expected = 1 + sum(torch.unique(item_codes[:, :d], dim=0).shape[0] for d in range(1, min(depth, 3) + 1))
+    assert prefix_node_count(trie, depth) == expected
+
+
+@pytest.mark.parametrize("use_nodes", [False, True])
+def test_beam_search_same_with_sparse_and_dense_tables(model, node_model, item_codes, trie, use_nodes, monkeypatch):
+    from videoai.recommend import TrieTables
+
+    net = node_model if use_nodes else model
+    _, history, mask = histories(item_codes)
+    kwargs = dict(num_beams=6, exclude_codes=history, exclude_mask=mask)
+    sparse = beam_search(net, history, mask, trie, **kwargs)
+    monkeypatch.setattr(TrieTables, "of", classmethod(lambda cls, t, v, d="cpu": DenseTables(t, v)))
+    dense = beam_search(net, history, mask, trie, **kwargs)
+    assert torch.equal(sparse.items, dense.items) and torch.equal(sparse.codes, dense.codes)
+    assert torch.equal(sparse.scores, dense.scores)

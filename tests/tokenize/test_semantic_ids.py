@@ -108,16 +108,64 @@ def test_state_dict_and_file_round_trip(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         PrefixTrie.load(tmp_path / "missing.safetensors")
     with pytest.raises(ValueError, match="keys"):
-        PrefixTrie.from_state_dict({"table": trie.table})
+        PrefixTrie.from_state_dict({"edge_keys": trie.edge_keys})
+
+
+def dense_reference(codes: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The former dense trie, by brute force: (internal nodes, V) int32 child table and item_of_leaf; node ids by
+    depth, each depth's prefixes in lexicographic order."""
+    rows, depth = codes.tolist(), codes.shape[1]
+    ids, next_id = {(): 0}, 1
+    for d in range(1, depth + 1):
+        for prefix in sorted({tuple(r[:d]) for r in rows}):
+            ids[prefix], next_id = next_id, next_id + 1
+    table = torch.full((sum(len(p) < depth for p in ids), vocab_size), -1, dtype=torch.int32)
+    for prefix, node in ids.items():
+        if prefix:
+            table[ids[prefix[:-1]], prefix[-1]] = node
+    item_of_leaf = torch.full((next_id,), -1)
+    for item, row in enumerate(rows):
+        item_of_leaf[ids[tuple(row)]] = item
+    return table, item_of_leaf
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_trie_matches_the_dense_table(seed):
+    codes = random_items(num_items=200, levels=3, codebook_size=5, seed=seed)
+    trie = PrefixTrie(codes, vocab_size=9)
+    table, item_of_leaf = dense_reference(codes, 9)
+    assert torch.equal(trie.table, table) and torch.equal(trie.item_of_leaf, item_of_leaf)
+    nodes = torch.arange(-2, trie.num_nodes + 3)  # every node, leaves, and ids off the trie
+    padded = torch.cat([table, torch.full((trie.num_nodes - table.shape[0], 9), -1, dtype=torch.int32)])
+    inside = (nodes >= 0) & (nodes < trie.num_nodes)
+    expected = torch.where(inside[:, None], padded[nodes.clamp(0, trie.num_nodes - 1)].long(), -1)  # (n, V)
+    assert torch.equal(trie.children(nodes), expected)
+    assert torch.equal(trie.next_mask(nodes), expected >= 0)
+    tokens = torch.arange(-1, 11)
+    grid_nodes, grid_tokens = nodes[:, None].expand(-1, 12), tokens[None].expand(nodes.numel(), -1)
+    in_vocab = (grid_tokens >= 0) & (grid_tokens < 9)
+    expected_step = torch.where(in_vocab, expected.gather(1, grid_tokens.clamp(0, 8)), -1)
+    assert torch.equal(trie.step(grid_nodes, grid_tokens), expected_step)
 
 
 def test_table_memory_at_catalogue_scale():
     g = torch.Generator().manual_seed(0)
     codes = make_collision_free(torch.randint(256, (20_000, 3), generator=g))  # (20000, 4)
     trie = PrefixTrie(codes, vocab_size=256)
-    assert trie.table.dtype == torch.int32
-    assert trie.table.numel() * 4 < 45 * 2**20  # only internal nodes own a row: ~40k x 256 x 4 bytes
+    stored = sum(t.numel() * t.element_size() for t in trie.state_dict().values())
+    assert stored < 2 * 2**20  # O(nodes): a dense (internal x vocab) table was ~40k x 256 x 4 = 40 MB
     assert torch.equal(trie.lookup(codes[:1000]), torch.arange(1000))
+    # a large disambiguation vocabulary (many items sharing a code) costs no more
+    wide = PrefixTrie(make_collision_free(torch.zeros(3000, 2, dtype=torch.int64)), vocab_size=3000)
+    assert sum(t.numel() * t.element_size() for t in wide.state_dict().values()) < 2**20
+    assert wide.children(torch.tensor([2])).shape == (1, 3000) and (wide.children(torch.tensor([2])) >= 0).all()
+
+
+def test_dense_state_dict_from_before_still_loads():
+    codes = random_items(num_items=100)
+    old = {"table": dense_reference(codes, 8)[0], "codes": codes}
+    trie = PrefixTrie.from_state_dict(old)
+    assert trie.vocab_size == 8 and torch.equal(trie.lookup(codes), torch.arange(100))
 
 
 def test_bad_trie_inputs():

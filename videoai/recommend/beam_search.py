@@ -98,7 +98,7 @@ def beam_search(model, history_codes: torch.Tensor, history_mask: torch.Tensor, 
                     session_tokens = torch.cat([session_tokens, token[..., None]], -1)
                 nodes = torch.full_like(nodes, tables.root)
             else:  # dead (-inf) or, unconstrained, off-trie beams hold -1
-                nodes = torch.where(nodes >= 0, tables.children[nodes.clamp_min(0), token], -1)
+                nodes = tables.child(nodes, token)  # -1 stays -1
         previous = token
     codes = tokens.view(batch, beams, session_length, levels)
     items = trie.lookup(codes.reshape(-1, levels)).view(batch, beams, session_length)  # (B, K, M)

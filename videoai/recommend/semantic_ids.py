@@ -66,12 +66,12 @@ class SemanticIDTokenizer:
     @classmethod
     def from_sequences(cls, sequences: Sequence[Sequence], item_ids: Sequence | None = None, levels: int = 3,
                        codebook_size: int = 256, embedding_dim: int = 64, window: int = 3, balanced: bool = True,
-                       seed: int = 0) -> "SemanticIDTokenizer":
+                       seed: int = 0, iters: int = 20) -> "SemanticIDTokenizer":
         """Fit on a catalogue without content embeddings: co-occurrence (PPMI + SVD) embeddings of `sequences`.
 
         sequences: users' chronological item ids (use the training split only); item_ids: the whole catalogue
         (default: the items in sequences, sorted), items that never co-occur get a zero embedding and unique IDs
-        through the disambiguation token.
+        through the disambiguation token; iters: Lloyd iterations per residual k-means level.
         """
         item_ids = sorted({item for seq in sequences for item in seq}) if item_ids is None else list(item_ids)
         index = {item: i for i, item in enumerate(item_ids)}
@@ -80,7 +80,7 @@ class SemanticIDTokenizer:
             raise UnknownItemError(f"{len(missing)} item(s) in sequences are not in item_ids, e.g. {missing[:5]!r}")
         indexed = [torch.tensor([index[item] for item in seq], dtype=torch.long) for seq in sequences if len(seq)]
         embeddings = cooccurrence_embeddings(indexed, len(item_ids), embedding_dim, window=window, seed=seed)
-        return cls(levels, codebook_size, balanced, seed=seed).fit(embeddings, item_ids)
+        return cls(levels, codebook_size, balanced, iters=iters, seed=seed).fit(embeddings, item_ids)
 
     def _set_codes(self, item_ids: list, codes: torch.Tensor) -> None:
         self.item_ids = item_ids

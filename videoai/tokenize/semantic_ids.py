@@ -48,11 +48,13 @@ def make_collision_free(codes: torch.Tensor, codebook_size: int | None = None) -
 
 
 class PrefixTrie:
-    """Trie of valid ID sequences (one per item) as a dense int32 transition table, usable on any device.
+    """Trie of valid ID sequences (one per item) as sorted edge tensors (CSR), usable on any device.
 
-    Node ids are grouped by depth: root 0, then every distinct prefix of length 1, 2, ..., depth. Only internal
-    nodes (depth < L') own a table row, so the table is (num_internal, vocab_size) int32; leaves have no children.
-    step/next_mask/lookup are pure tensor ops (no host syncs), so batched beam search can run on the device.
+    Node ids are grouped by depth: root 0, then every distinct prefix of length 1, 2, ..., depth, each depth in
+    lexicographic order, so the children of a node are a contiguous id range sorted by token. Memory is O(nodes)
+    whatever the vocabulary (a dense (internal nodes, vocab) table grows as items x vocab, and the disambiguation
+    vocabulary itself grows with the catalogue when many items share a code). step/next_mask/lookup/children are
+    pure tensor ops (no host syncs), so batched beam search can run on the device.
     """
 
     root = 0
@@ -70,38 +72,44 @@ class PrefixTrie:
             raise ValueError(f"vocab_size must be an int >= codes.max() + 1 = {min_vocab}, got {vocab_size!r}")
         codes = codes.long()
         device = codes.device
-        parents, tokens, children = [], [], []
+        edge_keys = []  # per depth: parent * vocab_size + token of each new node, in node-id order
         node = torch.zeros(num_items, dtype=torch.int64, device=device)  # (N,) node of each item's current prefix
         next_id = 1
         for level in range(1, depth + 1):
             _, prefix = torch.unique(codes[:, :level], dim=0, return_inverse=True)  # (N,) distinct-prefix index
-            child = next_id + prefix  # (N,)
-            parents.append(node)
-            tokens.append(codes[:, level - 1])
-            children.append(child)
+            count = int(prefix.max()) + 1
+            # items sharing a prefix write the same key into the same slot, so duplicate writes agree
+            keys = torch.empty(count, dtype=torch.int64, device=device)
+            keys[prefix] = node * vocab_size + codes[:, level - 1]
+            edge_keys.append(keys)
             num_internal = next_id  # ids below the deepest level's are internal nodes
-            next_id += int(prefix.max()) + 1
-            node = child
+            node = next_id + prefix  # (N,)
+            next_id += count
         if next_id - num_internal != num_items:
             raise ValueError(f"codes has {num_items - (next_id - num_internal)} duplicate rows; each item needs a "
                              "unique code (use make_collision_free first)")
-        # int32: halves the table; node ids stay far below 2**31 for any realistic catalogue.
-        table = torch.full((num_internal, vocab_size), -1, dtype=torch.int32, device=device)
-        # Items sharing a prefix write the same child into the same cell, so duplicate writes agree.
-        table[torch.cat(parents), torch.cat(tokens)] = torch.cat(children).to(torch.int32)
+        edge_keys = torch.cat(edge_keys)  # (num_nodes - 1,) sorted: lexicographic ids make (parent, token) ascend
+        parents = torch.div(edge_keys, vocab_size, rounding_mode="floor")
+        first_child = torch.searchsorted(parents, torch.arange(num_internal + 1, device=device)) + 1  # (I+1,)
         item_of_leaf = torch.full((next_id,), -1, dtype=torch.int64, device=device)
         item_of_leaf[node] = torch.arange(num_items, device=device)
-        self._set(table, item_of_leaf, node, codes)
+        self._set(first_child, edge_keys, item_of_leaf, node, codes, vocab_size)
 
-    def _set(self, table, item_of_leaf, leaf_of_item, codes) -> None:
-        self.table = table  # (num_internal, vocab_size) int32, child node id or -1
+    def _set(self, first_child, edge_keys, item_of_leaf, leaf_of_item, codes, vocab_size: int) -> None:
+        self.first_child = first_child  # (num_internal + 1,) int64: children of n are ids first_child[n:n+2) range
+        self.edge_keys = edge_keys  # (num_nodes - 1,) int64, parent * vocab_size + token of nodes 1.., ascending
         self.item_of_leaf = item_of_leaf  # (num_nodes,) int64, item index of a leaf node, -1 for internal nodes
         self.leaf_of_item = leaf_of_item  # (N,) int64, leaf node id of each item
         self.codes = codes  # (N, L') int64, the item codes the trie was built from
+        self._vocab_size = vocab_size
+        # token of each node (derived, not saved; slot -1 -> spare column vocab_size for children()'s padding)
+        self._edge_tokens = torch.cat([edge_keys % vocab_size, edge_keys.new_full((1,), vocab_size)])
+        counts = first_child[1:] - first_child[:-1]
+        self.max_children = int(counts.max()) if counts.numel() else 0  # width of children() rows before scatter
 
     @property
     def vocab_size(self) -> int:
-        return self.table.shape[1]
+        return self._vocab_size
 
     @property
     def depth(self) -> int:
@@ -113,7 +121,7 @@ class PrefixTrie:
 
     @property
     def num_internal(self) -> int:
-        return self.table.shape[0]
+        return self.first_child.shape[0] - 1
 
     @property
     def num_items(self) -> int:
@@ -121,7 +129,12 @@ class PrefixTrie:
 
     @property
     def device(self) -> torch.device:
-        return self.table.device
+        return self.codes.device
+
+    @property
+    def table(self) -> torch.Tensor:
+        """Dense transition table (num_internal, vocab_size) int32, child id or -1; built on each call (O(I x V))."""
+        return self.children(torch.arange(self.num_internal, device=self.device)).to(torch.int32)
 
     def __len__(self) -> int:
         return self.num_items
@@ -131,21 +144,43 @@ class PrefixTrie:
                 f"num_nodes={self.num_nodes}, device={self.device})")
 
     def to(self, device: str | torch.device) -> PrefixTrie:
-        """Move all tables to device (in place) and return self."""
-        self._set(*(t.to(device) for t in (self.table, self.item_of_leaf, self.leaf_of_item, self.codes)))
+        """Move all tensors to device (in place) and return self."""
+        tensors = (self.first_child, self.edge_keys, self.item_of_leaf, self.leaf_of_item, self.codes)
+        self._set(*(t.to(device) for t in tensors), self.vocab_size)
         return self
 
     def _check_nodes(self, nodes: object, name: str = "nodes") -> None:
         if not isinstance(nodes, torch.Tensor) or nodes.is_floating_point() or nodes.dtype == torch.bool:
             raise TypeError(f"{name} must be an integer tensor of node ids, got {getattr(nodes, 'dtype', type(nodes))}")
 
+    def children(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Child node id per token (..., vocab_size) int64 of nodes (...) (no checks); -1 where none, for leaves and
+        for ids outside [0, num_nodes)."""
+        nodes = nodes.long()
+        internal = (nodes >= 0) & (nodes < self.num_internal)  # (...)
+        row = torch.where(internal, nodes, self.num_internal)  # off the trie: the sentinel row, no children
+        start = self.first_child[row]  # (...)
+        count = torch.where(internal, self.first_child[row.clamp(max=self.num_internal - 1) + 1] - start, 0)
+        slot = torch.arange(self.max_children, device=nodes.device)  # (W,)
+        valid = slot < count[..., None]  # (..., W)
+        child = torch.where(valid, start[..., None] + slot, 0)  # candidate child ids; 0 picks the spare token
+        token = self._edge_tokens[child - 1]  # child 0 -> index -1 -> the spare column
+        out = torch.full((*nodes.shape, self.vocab_size + 1), -1, dtype=torch.int64, device=nodes.device)
+        return out.scatter_(-1, token, child.masked_fill_(~valid, -1))[..., :-1]
+
+    def child(self, nodes: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Child node ids (...) int64 of nodes (...) after tokens (...) (no checks); -1 where not a valid prefix."""
+        nodes, tokens = nodes.long(), tokens.long()
+        valid = (nodes >= 0) & (nodes < self.num_internal) & (tokens >= 0) & (tokens < self.vocab_size)
+        key = nodes * self.vocab_size + tokens
+        position = torch.searchsorted(self.edge_keys, key).clamp_(max=self.edge_keys.numel() - 1)
+        found = valid & (self.edge_keys[position] == key)
+        return torch.where(found, position + 1, -1)
+
     def next_mask(self, nodes: torch.Tensor) -> torch.Tensor:
         """Valid next tokens (..., vocab_size) bool for node ids nodes (...); all False for leaves and -1."""
         self._check_nodes(nodes)
-        nodes = nodes.long()
-        internal = (nodes >= 0) & (nodes < self.num_internal)  # (...)
-        rows = self.table[nodes.clamp(0, self.num_internal - 1)]  # (..., V)
-        return (rows >= 0) & internal.unsqueeze(-1)
+        return self.children(nodes) >= 0
 
     def step(self, nodes: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Child node ids (...) int64 after emitting tokens (...) at nodes (...); -1 where not a valid prefix."""
@@ -154,10 +189,7 @@ class PrefixTrie:
         if nodes.shape != tokens.shape:
             raise ValueError(f"nodes and tokens must have the same shape, got {tuple(nodes.shape)} and "
                              f"{tuple(tokens.shape)}")
-        nodes, tokens = nodes.long(), tokens.long()
-        valid = (nodes >= 0) & (nodes < self.num_internal) & (tokens >= 0) & (tokens < self.vocab_size)
-        child = self.table[nodes.clamp(0, self.num_internal - 1), tokens.clamp(0, self.vocab_size - 1)]
-        return torch.where(valid, child.long(), -1)
+        return self.child(nodes, tokens)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Item index (B,) int64 for each code row (B, L'), -1 for codes that are not an item."""
@@ -170,21 +202,28 @@ class PrefixTrie:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Plain tensors that rebuild the trie with from_state_dict."""
-        return {"table": self.table, "item_of_leaf": self.item_of_leaf, "leaf_of_item": self.leaf_of_item,
-                "codes": self.codes}
+        return {"first_child": self.first_child, "edge_keys": self.edge_keys, "item_of_leaf": self.item_of_leaf,
+                "leaf_of_item": self.leaf_of_item, "codes": self.codes,
+                "vocab_size": torch.tensor(self.vocab_size, dtype=torch.int64)}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> PrefixTrie:
-        """Rebuild a trie from state_dict() tensors without recomputing it."""
-        keys = ("table", "item_of_leaf", "leaf_of_item", "codes")
+        """Rebuild a trie from state_dict() tensors without recomputing it (a dense-table state from before
+        is rebuilt from its codes)."""
+        keys = ("first_child", "edge_keys", "item_of_leaf", "leaf_of_item", "codes", "vocab_size")
+        if isinstance(state, dict) and {"table", "codes"} <= set(state) and "edge_keys" not in state:
+            return cls(state["codes"], vocab_size=state["table"].shape[1])
         if not isinstance(state, dict) or set(keys) - set(state):
             raise ValueError(f"state must be a dict with keys {list(keys)}, got {list(getattr(state, 'keys', list)())}")
-        table, item_of_leaf, leaf_of_item, codes = (state[k] for k in keys)
-        if table.ndim != 2 or item_of_leaf.ndim != 1 or codes.ndim != 2 or leaf_of_item.shape != codes.shape[:1]:
-            raise ValueError("state tensors have inconsistent shapes: table (I, V), item_of_leaf (M,), "
-                             f"leaf_of_item (N,), codes (N, L) expected, got {[tuple(state[k].shape) for k in keys]}")
+        first_child, edge_keys, item_of_leaf, leaf_of_item, codes, vocab_size = (state[k] for k in keys)
+        if (first_child.ndim != 1 or edge_keys.ndim != 1 or item_of_leaf.shape != (edge_keys.shape[0] + 1,)
+                or codes.ndim != 2 or leaf_of_item.shape != codes.shape[:1] or vocab_size.numel() != 1):
+            raise ValueError("state tensors have inconsistent shapes: first_child (I+1,), edge_keys (M-1,), "
+                             "item_of_leaf (M,), leaf_of_item (N,), codes (N, L), vocab_size () expected, got "
+                             f"{[tuple(state[k].shape) for k in keys]}")
         trie = cls.__new__(cls)
-        trie._set(table.to(torch.int32), item_of_leaf.long(), leaf_of_item.long(), codes.long())
+        trie._set(first_child.long(), edge_keys.long(), item_of_leaf.long(), leaf_of_item.long(), codes.long(),
+                  int(vocab_size))
         return trie
 
     def save(self, path: str | os.PathLike) -> None:
