@@ -54,6 +54,7 @@ def clips(tmp_path_factory):
 
 def test_every_example_is_tested():
     tested = {"generate_with_paths.py", "train_generator.py", "tag_and_embed.py", "finetune_tagger.py",
+              "finetune_wan_lora.py",
               "recommend_train_eval.py", "full_loop.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -110,3 +111,12 @@ def test_full_loop(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert {"creation", "understanding", "distribution"} <= set(report)
     assert (tmp_path / "video.mp4").is_file() and (tmp_path / "overlay.mp4").is_file()
+
+
+def test_finetune_wan_lora(clips, tmp_path, capsys):
+    build_pipeline(TINY_PIPE, seed=0).save_pretrained(tmp_path / "pipe")
+    out = run_example("finetune_wan_lora.py", "--model", tmp_path / "pipe", "--clips", clips[0].parent, "--out",
+                      tmp_path / "lora", "--steps", "2", "--rank", "4", "--frames", "5", "--fps", "8",
+                      "--track-grid", "4", capsys=capsys)
+    assert "trained 2 steps" in out
+    assert (tmp_path / "lora" / "pytorch_lora_weights.safetensors").is_file()

@@ -4,6 +4,7 @@ from .conditioning import (apply_tracks, latent_frame_tracks, latent_num_frames,
                            splat_first_frame, track_mask)
 from .default import DEFAULT_MODEL_DIR, TinyWanConfig, build_pipeline, load_default_pipeline
 from .evaluate import color_centroids, end_point_error
+from .finetune import FinetuneConfig, finetune_lora, load_lora, save_lora
 from .latents import encode_image_condition, encode_video
 from .layouts import TRACK_CONDITIONINGS, WanLayout, resolve_layout
 from .model import TrajectoryDenoiser
@@ -26,6 +27,10 @@ from .train_vae import VAETrainConfig, VideoCrops, fit_latent_stats, train_vae
 from .wan_move import wan_move_condition
 
 __all__ = [
+    "FinetuneConfig",
+    "finetune_lora",
+    "load_lora",
+    "save_lora",
     "TRACK_CONDITIONINGS",
     "WanLayout",
     "pin_tracks",

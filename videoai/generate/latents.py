@@ -28,9 +28,10 @@ def denormalize_latents(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.T
 
 
 @torch.no_grad()
-def encode_video(vae: AutoencoderKLWan, video: torch.Tensor) -> torch.Tensor:
-    """video (B, 3, T, H, W) in [-1, 1] -> normalised latents (B, C, L, h, w) (posterior mode)."""
-    latents = vae.encode(video.to(vae.device, vae.dtype)).latent_dist.mode()
+def encode_video(vae: AutoencoderKLWan, video: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """video (B, 3, T, H, W) in [-1, 1] -> normalised latents (B, C, L, h, w) (posterior mode) on `device`
+    (default: the VAE's; under CPU offload pass the pipeline's execution device: the weights sit elsewhere)."""
+    latents = vae.encode(video.to(device or vae.device, vae.dtype)).latent_dist.mode()
     return normalize_latents(vae, latents.float())
 
 

@@ -116,11 +116,12 @@ class WanLayout:
 
     def model_input(self, latents: torch.Tensor, condition: ImageCondition,
                     t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noisy latents (B, C, L, h, w) + condition at step t -> transformer hidden_states and timestep."""
+        """Noisy latents (B, C, L, h, w) + condition at step t (a scalar, or one per sample (B,)) -> transformer
+        hidden_states and timestep."""
         if self.expand_timesteps:
             hidden = (1 - condition.mask) * condition.latent + condition.mask * latents  # (B, C, L, h, w)
             per_token = F.avg_pool3d(condition.mask, self.patch_size)  # (B, 1, L/pt, h/ph, w/pw)
-            return hidden, (per_token * t).flatten(1)  # timestep (B, N): 0 on kept tokens
+            return hidden, (per_token * t.reshape(-1, 1, 1, 1, 1)).flatten(1)  # timestep (B, N): 0 on kept tokens
         hidden = torch.cat([latents, condition.mask, condition.latent], 1)  # (B, C + f + C, L, h, w)
         return hidden, t.expand(latents.shape[0])
 

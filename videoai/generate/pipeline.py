@@ -140,6 +140,29 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         kwargs.setdefault("local_files_only", True)
         return super().from_pretrained(str(path), **kwargs)
 
+    def enable_group_offload(self, onload_device: torch.device, offload_device: torch.device = torch.device("cpu"),
+                             offload_type: str = "block_level", offload_to_disk_path: str | None = None,
+                             exclude_modules: str | list[str] | None = None, **kwargs) -> None:
+        """diffusers' group offload, with one subfolder of offload_to_disk_path per component: diffusers names the
+        files by module path ("blocks.0"), so transformer and transformer_2 would share files and one expert would
+        silently run the other's weights."""
+        from diffusers.hooks import apply_group_offloading
+
+        excluded = [exclude_modules] if isinstance(exclude_modules, str) else list(exclude_modules or [])
+        for name, component in self.components.items():
+            if not isinstance(component, torch.nn.Module):
+                continue
+            if name in excluded:
+                component.to(onload_device)
+                continue
+            options = dict(onload_device=onload_device, offload_device=offload_device, offload_type=offload_type,
+                           offload_to_disk_path=None if offload_to_disk_path is None
+                           else os.path.join(offload_to_disk_path, name), **kwargs)
+            if hasattr(component, "enable_group_offload"):
+                component.enable_group_offload(**options)
+            else:
+                apply_group_offloading(module=component, **options)
+
     @property
     def layout(self) -> WanLayout:
         """The checked layout of the current components and config (see `layouts`)."""
@@ -200,8 +223,8 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             inputs = self.tokenizer([clean_prompt(text)], padding="max_length", max_length=max_sequence_length,
                                     truncation=True, add_special_tokens=True, return_attention_mask=True,
                                     return_tensors="pt")
-            mask = inputs.attention_mask.to(self.text_encoder.device)
-            hidden = self.text_encoder(inputs.input_ids.to(self.text_encoder.device), mask).last_hidden_state
+            mask = inputs.attention_mask.to(device)  # the execution device: offloaded weights sit elsewhere
+            hidden = self.text_encoder(inputs.input_ids.to(device), mask).last_hidden_state
             hidden = hidden * mask[..., None]  # zero the padding as Wan does
             return hidden.to(device, dtype).expand(batch_size, -1, -1)
 
@@ -216,7 +239,7 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             return None
         images = [to_processor_input(image)] + ([] if last_image is None else [to_processor_input(last_image)])
         pixels = self.image_processor(images=images, return_tensors="pt")
-        hidden = self.image_encoder(**pixels.to(self.image_encoder.device), output_hidden_states=True).hidden_states[-2]
+        hidden = self.image_encoder(**pixels.to(self._execution_device), output_hidden_states=True).hidden_states[-2]
         return hidden.to(self._execution_device, self.transformer.dtype).repeat(batch_size, 1, 1)
 
     def prepare_latents(self, image: torch.Tensor, last_image: torch.Tensor | None, batch_size: int,
@@ -224,7 +247,7 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         """Noise (B, C, L, h, w) and the plain image condition of this layout (images (1, 3, H, W) in [-1, 1])."""
         device = self._execution_device
         video = self.layout.condition_video(image, last_image, num_frames)  # (1, 3, T', H, W)
-        latent = encode_video(self.vae, video).to(device)  # (1, C, L', h, w)
+        latent = encode_video(self.vae, video, device)  # (1, C, L', h, w)
         condition = self.layout.image_condition(latent.expand(batch_size, -1, -1, -1, -1), num_frames,
                                                 last_image is not None)
         shape = (batch_size, self.vae.config.z_dim, latent_num_frames(num_frames, self.vae_scale_factor_temporal),

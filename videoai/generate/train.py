@@ -155,27 +155,73 @@ class TrackConditionedLatents(Dataset):
         return item
 
 
-def make_loss_fn(scheduler: FlowMatchEulerDiscreteScheduler, config: GeneratorTrainConfig):
-    """loss_fn(denoiser, batch) for `Trainer`: rectified-flow velocity MSE with SD3-style timestep density."""
+def make_loss_fn(scheduler: FlowMatchEulerDiscreteScheduler, config: GeneratorTrainConfig,
+                 timestep_range: tuple[float, float] | None = None):
+    """loss_fn(denoiser, batch) for `Trainer`: rectified-flow velocity MSE with SD3-style timestep density.
+
+    Optional batch entries: "noise" and "timestep_density" (u in [0, 1]) drawn per sample by the dataset (else drawn
+    here from the global RNG), "text_embeds" / "image_embeds" passed to the denoiser, and "loss_mask"
+    (B, 1, L, h, w) weighting where the loss counts. timestep_range (low, high): only training timesteps
+    low <= t < high are drawn (one expert of Wan 2.2 A14B).
+    """
     train_sigmas = scheduler.sigmas.clone()  # (num_train_timesteps,) training schedule, 1 -> ~0, shift applied
     num_train_timesteps = scheduler.config.num_train_timesteps
+    if timestep_range is not None:
+        timesteps = train_sigmas * num_train_timesteps
+        train_sigmas = train_sigmas[(timesteps >= timestep_range[0]) & (timesteps < timestep_range[1])]
+        if train_sigmas.numel() == 0:
+            raise ValueError(f"timestep_range={timestep_range} holds none of the scheduler's training timesteps")
 
     def loss_fn(denoiser: TrajectoryDenoiser, batch: dict) -> tuple[torch.Tensor, dict]:
         clean = batch["latents"]  # (B, C, L, h, w)
         batch_size = clean.shape[0]
-        u = compute_density_for_timestep_sampling(config.weighting_scheme, batch_size, config.logit_mean,
-                                                  config.logit_std, config.mode_scale)
-        index = (u * train_sigmas.numel()).long().clamp(max=train_sigmas.numel() - 1)
+        u = batch.get("timestep_density")
+        if u is None:
+            u = compute_density_for_timestep_sampling(config.weighting_scheme, batch_size, config.logit_mean,
+                                                      config.logit_std, config.mode_scale)
+        index = (u.cpu() * train_sigmas.numel()).long().clamp(max=train_sigmas.numel() - 1)
         sigma = train_sigmas[index].to(clean.device, clean.dtype).view(-1, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
-        noise = torch.randn_like(clean)
+        noise = batch["noise"] if "noise" in batch else torch.randn_like(clean)
         noisy = (1.0 - sigma) * clean + sigma * noise
         prediction = denoiser(noisy, batch["condition"], sigma.flatten() * num_train_timesteps,
+                              encoder_hidden_states=batch.get("text_embeds"),
+                              encoder_hidden_states_image=batch.get("image_embeds"),
                               motion_maps=batch.get("motion_maps"), motion_active=batch.get("motion_active"))
         weighting = compute_loss_weighting_for_sd3(config.weighting_scheme, sigma)
-        loss = (weighting * (prediction.float() - (noise - clean)) ** 2).mean()
+        error = weighting * (prediction.float() - (noise - clean)) ** 2  # (B, C, L, h, w)
+        mask = batch.get("loss_mask")
+        if mask is None:
+            loss = error.mean()
+        else:  # per-sample mean over the counted cells, so the loss is the same on 1 or N processes
+            mask = mask.expand_as(error)
+            loss = ((error * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1e-6)).mean()
         return loss, {"sigma": sigma.mean()}
 
     return loss_fn
+
+
+def add_lora(transformer, config: GeneratorTrainConfig) -> None:
+    """peft LoRA (rank = alpha = config.lora_rank) on the attention projections; only its weights train (fp32)."""
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
+
+    transformer.requires_grad_(False)
+    transformer.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian",
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    cast_training_params(transformer, torch.float32)  # bf16 base weights keep fp32 LoRA weights for the optimizer
+
+
+def make_optimizer(parameters: list, config: GeneratorTrainConfig, max_steps: int):
+    """AdamW and the learning-rate schedule of `config` over max_steps."""
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.lr_decay_steps:
+        if config.lr_warmup_steps + config.lr_decay_steps > max_steps:
+            raise ValueError(f"lr_warmup_steps + lr_decay_steps ({config.lr_warmup_steps} + {config.lr_decay_steps}) "
+                             f"must fit in max_steps={max_steps}")
+        return optimizer, get_wsd_schedule(optimizer, config.lr_warmup_steps, config.lr_decay_steps,
+                                           num_training_steps=max_steps)
+    return optimizer, get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                    num_training_steps=max_steps)
 
 
 def prepare_denoiser(pipe, config: GeneratorTrainConfig) -> TrajectoryDenoiser:
@@ -188,11 +234,7 @@ def prepare_denoiser(pipe, config: GeneratorTrainConfig) -> TrajectoryDenoiser:
             patch_size=tuple(transformer.config.patch_size)))
     transformer.requires_grad_(config.mode == "full")
     if config.mode == "lora":
-        from peft import LoraConfig
-
-        transformer.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank,
-                                           init_lora_weights="gaussian",
-                                           target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        add_lora(transformer, config)
     if pipe.motion_adapter is not None:
         pipe.motion_adapter.requires_grad_(True)
     return TrajectoryDenoiser(transformer, pipe.motion_adapter)
@@ -207,16 +249,7 @@ def train_generator(pipe, dataset: Dataset, config: GeneratorTrainConfig, train_
     parameters = [p for p in denoiser.parameters() if p.requires_grad]
     if not parameters:
         raise ValueError(f"mode={config.mode!r} left nothing to train")
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    if config.lr_decay_steps:
-        if config.lr_warmup_steps + config.lr_decay_steps > train_config.max_steps:
-            raise ValueError(f"lr_warmup_steps + lr_decay_steps ({config.lr_warmup_steps} + {config.lr_decay_steps}) "
-                             f"must fit in max_steps={train_config.max_steps}")
-        lr_scheduler = get_wsd_schedule(optimizer, config.lr_warmup_steps, config.lr_decay_steps,
-                                        num_training_steps=train_config.max_steps)
-    else:
-        lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
-                                     num_training_steps=train_config.max_steps)
+    optimizer, lr_scheduler = make_optimizer(parameters, config, train_config.max_steps)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
                         num_workers=config.num_workers)
     loss_fn = make_loss_fn(FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config), config)

@@ -235,6 +235,11 @@ class Trainer:
         """Yield training batches forever, epoch after epoch, starting at the current data position."""
         while True:
             self.train_dataloader.set_epoch(self.epoch)  # shuffle order = f(seed, epoch)
+            # accelerate skips dataset.set_epoch when its batch sampler is sharded (2+ processes): tell it here, so
+            # datasets that draw per epoch (track sampling) do not repeat epoch 0 on every process.
+            dataset = getattr(self.train_dataloader, "dataset", None)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(self.epoch)
             loader = self.train_dataloader
             if self.batch_in_epoch > 0:
                 loader = self.accelerator.skip_first_batches(loader, self.batch_in_epoch)
