@@ -22,37 +22,21 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from videoai.generate.conditioning import apply_tracks
-from videoai.generate.default import DEFAULT_MODEL_DIR
-from videoai.generate.evaluate import end_point_error
-from videoai.generate.latents import denormalize_latents, encode_image_condition, encode_video
-from videoai.generate.model import TrajectoryDenoiser
-from videoai.generate.pipeline import TrajectoryImageToVideoPipeline
-from videoai.generate.recipe import HELD_OUT_SEED, default_shapes_config
-from videoai.synthetic import COLORS, make_clip
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _wan_timing import peak_memory_mib  # noqa: E402
 
-
-def peak_memory_mib(fn, device: torch.device) -> float:
-    """Peak tensor memory fn allocates above the starting level, MiB: CUDA allocator peak, or on CPU the peak of the
-    running sum of torch's CPU allocations and frees recorded by the profiler."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - start) / 2**20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
-    total = peak = 0
-    for _, size in events:  # a walk over recorded allocation events, once per measurement
-        total += size
-        peak = max(peak, total)
-    return peak / 2**20
+from videoai.generate.conditioning import apply_tracks  # noqa: E402
+from videoai.generate.default import DEFAULT_MODEL_DIR  # noqa: E402
+from videoai.generate.evaluate import end_point_error  # noqa: E402
+from videoai.generate.latents import denormalize_latents, encode_image_condition, encode_video  # noqa: E402
+from videoai.generate.model import TrajectoryDenoiser  # noqa: E402
+from videoai.generate.pipeline import TrajectoryImageToVideoPipeline  # noqa: E402
+from videoai.generate.recipe import HELD_OUT_SEED, default_shapes_config  # noqa: E402
+from videoai.synthetic import COLORS, make_clip  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:

@@ -24,7 +24,9 @@ import PIL.Image
 import torch
 from diffusers import WanTransformer3DModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "generate"))
+from _wan_timing import peak_memory_mib, record_step_times, step_seconds  # noqa: E402
 from wan_layouts import CLIP_DIM, TEXT_DIM, image_encoder, scheduler, text_encoder, tokenizer, vae  # noqa: E402
 
 from videoai.generate import TrajectoryImageToVideoPipeline  # noqa: E402
@@ -45,25 +47,6 @@ def build_pipeline(seed: int = 0) -> TrajectoryImageToVideoPipeline:
     return pipe
 
 
-def peak_memory_mib(fn, device: torch.device) -> float:
-    """Peak tensor memory fn allocates above the starting level, MiB."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - start) / 2**20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
-    total = peak = 0
-    for _, size in events:
-        total += size
-        peak = max(peak, total)
-    return peak / 2**20
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
@@ -79,17 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     image = PIL.Image.fromarray(np.random.RandomState(0).randint(0, 256, (size, size, 3), dtype=np.uint8))
     tracks = [[[0.2 * size, 0.3 * size], [0.7 * size, 0.4 * size]], [[0.5 * size, 0.8 * size], [0.5 * size, 0.2 * size]],
               [[0.8 * size, 0.8 * size]]]  # two moving paths and one held point, in image pixels
-    stamps: list[float] = []
-    step = pipe.scheduler.step
-
-    def timed_step(*a, **k):
-        out = step(*a, **k)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-        return out
-
-    pipe.scheduler.step = timed_step
+    stamps = record_step_times(pipe, device)
     runs = {"no tracks": {}, "tracks (videoai)": dict(tracks=tracks, track_conditioning="videoai"),
             "tracks (wan-move)": dict(tracks=tracks, track_conditioning="wan-move")}
 
@@ -108,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             generate(kwargs)
             times[name].append(time.perf_counter() - start)
-            steps[name] += [b - a for a, b in zip(stamps, stamps[1:])]
+            steps[name] += step_seconds(stamps)
     memory = {name: peak_memory_mib(lambda kwargs=kwargs: generate(kwargs), device) for name, kwargs in runs.items()}
 
     command = "python benchmarks/bench_wan_tracks.py " + " ".join(argv if argv is not None else sys.argv[1:])

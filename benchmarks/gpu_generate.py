@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _wan_timing import record_step_times, step_seconds  # noqa: E402
 
 SETTINGS = ("bf16", "model_cpu_offload", "group_offload", "sequential_cpu_offload", "vae_tiling_slicing")
 NEEDS_GPU = "gpu_generate: needs a CUDA GPU and none is available (run with --device cpu for a CPU smoke run)"
@@ -80,17 +82,7 @@ def measure(folder: Path, setting: str, device: torch.device, args: argparse.Nam
     pipe.set_progress_bar_config(disable=True)
     with tempfile.TemporaryDirectory() as offload_dir:
         _setup(pipe, setting, device, offload_dir)
-        stamps = []
-        step = pipe.scheduler.step
-
-        def timed_step(*a, **k):
-            out = step(*a, **k)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            stamps.append(time.perf_counter())
-            return out
-
-        pipe.scheduler.step = timed_step
+        stamps = record_step_times(pipe, device)
         ramp = np.linspace(0, 255, args.width, dtype=np.uint8)
         image = PIL.Image.fromarray(np.stack([np.tile(ramp, (args.height, 1))] * 3, -1))
         path = [[args.width * 0.3, args.height * 0.5], [args.width * 0.7, args.height * 0.4]]  # one motion path
@@ -104,16 +96,9 @@ def measure(folder: Path, setting: str, device: torch.device, args: argparse.Nam
              guidance_scale=5.0, generator=torch.Generator().manual_seed(0), output_type="np")
         seconds = time.perf_counter() - start
         peak = _peak_gib(device)
-    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    steps = step_seconds(stamps)
     return dict(setting=setting, s_per_step=statistics.median(steps) if steps else seconds,
                 generation_s=seconds, peak_gib=peak, layout=pipe.layout.name)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if args.out is not None:
-        _write_atomic(args.out, json.dumps(dict(device=name, args={k: str(v) for k, v in vars(args).items()},
-                                                rows=rows), indent=2))
+        from videoai.files import atomic_write
+
+        payload = json.dumps(dict(device=name, args={k: str(v) for k, v in vars(args).items()}, rows=rows), indent=2)
+        atomic_write(args.out, lambda temporary: Path(temporary).write_text(payload))
     return 0
 
 

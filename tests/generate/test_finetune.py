@@ -32,14 +32,6 @@ CONFIG = FinetuneConfig(num_frames=5, fps=8.0, lora_rank=4, batch_size=2, learni
                         max_sequence_length=8, prompt="a monkey dance")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """layout name -> (tiny checkpoint folder, folder of 4 mp4 clips at its size, the first one captioned)."""

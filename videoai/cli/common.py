@@ -142,15 +142,22 @@ def check_suffix(path: str, suffixes: tuple[str, ...], what: str) -> Path:
     return file
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def int_in_range(expected: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an int in [low, high] (no upper bound when high is None); errors say `expected ...`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_in_range("a positive integer", 1)  # argparse type: an int >= 1
 
 
 def write_json(path: Path, data: Any) -> None:

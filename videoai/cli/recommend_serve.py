@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import socket
 
-from videoai.cli.common import CLIError, add_device_flag, positive_int
+from videoai.cli.common import CLIError, add_device_flag, int_in_range, positive_int
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -36,15 +36,7 @@ def add_parser(commands) -> None:
     serve.set_defaults(run=run_serve_http)
 
 
-def port_number(text: str) -> int:
-    """argparse type: a TCP port in [0, 65535]."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number in [0, 65535], got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number in [0, 65535], got {value}")
-    return value
+port_number = int_in_range("a port number in [0, 65535]", 0, 65535)  # argparse type: a TCP port
 
 
 def non_negative_float(text: str) -> float:
