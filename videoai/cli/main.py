@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "shots": "videoai.cli.shots",
     "tag": "videoai.cli.tag",
     "embed": "videoai.cli.embed",
+    "index": "videoai.cli.index",
     "recommend": "videoai.cli.recommend",
 }
 

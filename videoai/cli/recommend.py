@@ -39,9 +39,16 @@ def add_parser(subparsers) -> None:
     commands = parser.add_subparsers(dest="recommend_command", metavar="ACTION", required=True)
 
     train = commands.add_parser("train", help="fit the tokenizer and train OneRec on a log; save a recommender folder",
-                                description="Fit semantic IDs and train OneRec on the training part of the "
-                                            "leave-last-out split of --log; save model/ and tokenizer/ to --out.")
+                                description="Fit semantic IDs (from co-occurrence in --log, or from the content of "
+                                            "--catalogue) and train OneRec on the training part of the leave-last-out "
+                                            "split of --log; save model/ and tokenizer/ to --out.")
     _add_log_args(train)
+    train.add_argument("--catalogue", metavar="PARQUET",
+                       help="`videoai index` table: IDs from its content embeddings, so unwatched videos can be "
+                            "recommended; item ids: its item_id column, else file stems (every --log item needs one)")
+    train.add_argument("--fuse-cooccurrence", type=float, default=0.0, metavar="WEIGHT",
+                       help="with --catalogue: append WEIGHT x the co-occurrence embedding of each watched item to "
+                            "its content embedding (default: 0, content only)")
     train.add_argument("--out", required=True, metavar="DIR", help="recommender folder to write")
     train.add_argument("--steps", type=positive_int, help="optimizer steps (default: 2 epochs)")
     train.add_argument("--batch-size", type=positive_int, default=256, help="default: 256")
@@ -188,9 +195,12 @@ def run_train(args: argparse.Namespace) -> None:
         OneRecRecommender,
         OptimizerConfig,
         SemanticIDTokenizer,
+        check_log_items,
         leave_last_out,
         make_train_loader,
         model_for_tokenizer,
+        read_catalogue,
+        tokenizer_from_catalogue,
         train_onerec,
     )
     from videoai.train import TrainConfig
@@ -198,16 +208,29 @@ def run_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out: {args.out!r} exists and is not a folder")
+    if not (math.isfinite(args.fuse_cooccurrence) and args.fuse_cooccurrence >= 0):
+        raise CLIError(f"--fuse-cooccurrence: expected a number >= 0, got {args.fuse_cooccurrence}")
+    if args.fuse_cooccurrence and args.catalogue is None:
+        raise CLIError("--fuse-cooccurrence: only used with --catalogue (without it the IDs are co-occurrence only)")
     data = read_log(args.log, args.format)
     split = leave_last_out(data)
-    items = data.items
+    catalogue = None if args.catalogue is None else read_catalogue(args.catalogue, name="--catalogue")
+    if catalogue is not None:
+        check_log_items(catalogue, data.items, args.log, name="--catalogue", log_name="--log")
+    items = data.items if catalogue is None else catalogue.item_ids
     codebook_size = args.codebook_size or _default_codebook_size(len(items))
     # The whole catalogue gets IDs (test items included); co-occurrence comes from the training split only.
     embedding_dim = args.embedding_dim or min(64, max(1, len(items) // 2))
-    tokenizer = SemanticIDTokenizer.from_sequences(split.train, items, levels=args.levels, codebook_size=codebook_size,
-                                                   embedding_dim=embedding_dim, seed=args.seed)
+    fit = {"levels": args.levels, "codebook_size": codebook_size, "embedding_dim": embedding_dim, "seed": args.seed}
+    if catalogue is None:
+        tokenizer = SemanticIDTokenizer.from_sequences(split.train, items, **fit)
+    else:
+        tokenizer = tokenizer_from_catalogue(items, catalogue.embeddings, split.train,
+                                             fuse_weight=args.fuse_cooccurrence, **fit)
     train = [tokenizer.item_index(sequence) for sequence in split.train]
-    model = model_for_tokenizer(tokenizer, max_history=args.max_history, d_model=args.d_model, d_ff=4 * args.d_model)
+    # Content IDs: deeper prefix-node vectors learn from watched items only, so they rank unwatched ones last
+    model = model_for_tokenizer(tokenizer, max_history=args.max_history, d_model=args.d_model, d_ff=4 * args.d_model,
+                                **({} if catalogue is None else {"node_levels": 1}))
     steps = args.steps or 2 * len(make_train_loader(train, tokenizer.codes, args.batch_size, args.max_history))
     _, result = train_onerec(model, train, tokenizer.codes,
                              TrainConfig(output_dir=out / "train", max_steps=steps, seed=max(args.seed, 0),
@@ -220,10 +243,16 @@ def run_train(args: argparse.Namespace) -> None:
               "levels": tokenizer.num_levels, "codebook_size": codebook_size, "collisions": tokenizer.num_collisions,
               "steps": result.step, "final_loss": round(float(result.loss), 4),
               "seconds": round(result.wall_time, 1)}
+    text = (f"trained {result.step} steps in {result.wall_time:.0f}s on {len(data)} users / {len(items)} items "
+            f"(semantic IDs: {tokenizer.num_levels} tokens, {codebook_size} codes per level), final loss "
+            f"{result.loss:.4f}; recommender saved to {out}")
+    if catalogue is not None:
+        watched = {item for sequence in split.train for item in sequence}
+        report.update(catalogue=args.catalogue, embedding_model=catalogue.model, skipped_rows=catalogue.num_skipped,
+                      fuse_cooccurrence=args.fuse_cooccurrence, cold_items=sum(i not in watched for i in items))
+        text += f"\ncatalogue: {catalogue.summary()}; {report['cold_items']} never watched in training, IDs by content"
     write_json(out / "training.json", report)
-    emit(args, report, f"trained {result.step} steps in {result.wall_time:.0f}s on {len(data)} users / {len(items)} "
-                       f"items (semantic IDs: {tokenizer.num_levels} tokens, {codebook_size} codes per level), final "
-                       f"loss {result.loss:.4f}; recommender saved to {out}")
+    emit(args, report, text)
 
 
 # ------------------------------------------------------------------------------------------------------------- eval

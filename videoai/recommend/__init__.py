@@ -11,6 +11,7 @@ from .alignment import (
     freeze,
 )
 from .beam_search import BeamSearchOutput, beam_search
+from .catalogue import Catalogue, check_log_items, content_vectors, read_catalogue, tokenizer_from_catalogue
 from .constraints import TrieTables, TrieTargets, prefix_node_count
 from .cooccurrence import cooccurrence_counts, cooccurrence_embeddings, ppmi
 from .data import (
@@ -54,6 +55,11 @@ from .trainer import (
 )
 
 __all__ = [
+    "Catalogue",
+    "check_log_items",
+    "content_vectors",
+    "read_catalogue",
+    "tokenizer_from_catalogue",
     "AlignmentConfig",
     "BeamSearchOutput",
     "DecoderState",

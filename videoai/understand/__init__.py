@@ -1,6 +1,14 @@
 """Video understanding: shots, keyframes, point tracks and motion (classical, weight-free), tags and embeddings."""
 
 from videoai.understand.embed import embed
+from videoai.understand.index import (
+    CatalogueError,
+    IndexConfig,
+    IndexResult,
+    find_videos,
+    index_videos,
+    weight_free_embedding,
+)
 from videoai.understand.keyframes import frame_sharpness, hamming_distance, keyframes, perceptual_hash
 from videoai.understand.motion import ShotMotion, camera_motion, motion_stats
 from videoai.understand.shots import Shot, content_scores, detect_shots, rgb_to_hsv
@@ -22,6 +30,12 @@ from videoai.understand.tracking import sample_tracks, track_motion, track_point
 from videoai.understand.zero_shot import ZeroShotModel, load_zero_shot_model, zero_shot_tags
 
 __all__ = [
+    "CatalogueError",
+    "IndexConfig",
+    "IndexResult",
+    "find_videos",
+    "index_videos",
+    "weight_free_embedding",
     "SYNTHETIC_APPEARANCE_CHANNELS",
     "SYNTHETIC_AUGMENT",
     "SYNTHETIC_TAGS",

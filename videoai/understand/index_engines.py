@@ -1,0 +1,89 @@
+"""Where `index_videos` runs its per-video function: this process, a pool of processes, or Ray Data.
+
+Every engine takes the same picklable `task(path) -> row` and yields rows as they finish (any order); the caller
+commits and merges them, so resuming and the table are the same whatever ran the videos.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from itertools import islice
+from typing import Callable, Iterator
+
+ENGINES = ("local", "ray")
+MAX_RAY_BLOCKS = 4096  # one video per block up to this many: small catalogues spread over every CPU
+
+_worker_task: Callable[[str], dict] | None = None
+
+
+def _init_worker(task: Callable[[str], dict]) -> None:
+    """Pool initializer: one intra-op thread per process (the processes share the cores), the task kept once."""
+    import torch
+
+    global _worker_task
+    torch.set_num_threads(1)
+    _worker_task = task
+
+
+def _run_in_worker(path: str) -> dict:
+    return _worker_task(path)
+
+
+def run_local(paths: list[str], task: Callable[[str], dict], workers: int | None) -> Iterator[dict]:
+    """workers == 1: in this process; else a spawn pool, at most 2 videos per worker queued at a time."""
+    workers = workers or 1
+    if workers == 1 or len(paths) <= 1:
+        yield from map(task, paths)
+        return
+    # spawn, not fork: torch and the decoder's threads do not survive a fork, and spawn behaves the same on every OS.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(task,)) as pool:
+        queue = iter(paths)
+        running = {pool.submit(_run_in_worker, p) for p in islice(queue, 2 * workers)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+                running |= {pool.submit(_run_in_worker, p) for p in islice(queue, 1)}
+
+
+def _ray_row(item: dict, task: Callable[[str], dict]) -> dict:
+    # Pickled so Ray Data never infers or unifies the nested column types; the caller builds the table.
+    return {"row": pickle.dumps(task(item["path"]))}
+
+
+def run_ray(paths: list[str], task: Callable[[str], dict], workers: int | None, address: str | None) -> Iterator[dict]:
+    """`ray.data.from_items(paths).map(task)` on the cluster at `address` (or the running / a new local one)."""
+    if not paths:
+        return
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("engine='ray' needs Ray Data: pip install 'ray[data]'") from error
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts videos/s
+    ray_data_logger = logging.getLogger("ray.data")  # its execution-plan notes would break up our progress bar
+    level = ray_data_logger.level
+    ray_data_logger.setLevel(logging.ERROR)
+    dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=min(len(paths), MAX_RAY_BLOCKS))
+    dataset = dataset.map(_ray_row, fn_kwargs={"task": task}, num_cpus=1, concurrency=workers)
+    try:
+        for record in dataset.iter_rows():
+            yield pickle.loads(record["row"])
+    finally:
+        ray_data_logger.setLevel(level)
+        if started:
+            ray.shutdown()
+
+
+def run_engine(engine: str, paths: list[str], task: Callable[[str], dict], *, workers: int | None = None,
+               address: str | None = None) -> Iterator[dict]:
+    """Rows of `task` over `paths` on `engine` ("local" or "ray"), yielded as they finish."""
+    if engine == "ray":
+        return run_ray(paths, task, workers, address)
+    return run_local(paths, task, workers)
