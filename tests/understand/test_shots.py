@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -194,9 +195,16 @@ def test_shot_properties():
 
 
 def same_both_ways(path, **kwargs):
-    """Shots from skimming (reference frames, every frame near possible cuts) and from decoding every frame."""
+    """Shots from skimming (reference frames, every frame near possible cuts and dissolves) and from decoding every
+    frame: the same shots, times and transitions; a fade's span comes from contrast interpolated between reference
+    frames where skimming decoded no more, so its ends may move by a frame or two."""
     skimmed, full = detect_shots(path, skim=True, **kwargs), detect_shots(path, skim=False, **kwargs)
-    assert skimmed == full  # same frames and the same times
+    for a, b in zip(skimmed, full):
+        if a.transition == b.transition == "fade":
+            assert abs(a.transition_start - b.transition_start) <= 2 and abs(a.transition_end - b.transition_end) <= 2
+            a = dataclasses.replace(a, transition_start=b.transition_start, transition_end=b.transition_end)
+        assert a == b  # same frames, the same times, the same kind of transition
+    assert len(skimmed) == len(full)
     return skimmed
 
 
@@ -206,7 +214,9 @@ def test_skimming_finds_the_same_shots_on_real_clips(detector):
     for name in ("testvideo.mp4", "goldeneye-vfr-drop3.mp4", "fades.mp4"):
         same_both_ways(DATA / name, detector=detector)
     same_both_ways(DATA / "counter.mp4", detector=detector, min_shot_len=5)
-    assert starts(same_both_ways(DATA / "testvideo.mp4", detector=detector))[1:3] == truth("testvideo.mp4")["cuts"]
+    shots = same_both_ways(DATA / "testvideo.mp4", detector=detector)
+    assert starts(shots)[1:3] == truth("testvideo.mp4")["cuts"]
+    assert [s.transition for s in shots] == ["start", "cut", "cut", "fade", "fade", "fade", "dissolve", "fade"]
 
 
 @pytest.mark.skipif("libx264" not in av.codecs_available, reason="needs the libx264 encoder to write B frames")

@@ -3,6 +3,7 @@
 Shot detection spends most of its time decoding, so this reader does less decoding work than `read_video`:
   - `reference_chunks` decodes only the frames other frames predict from (`skip_frame="NONREF"`: I and P frames
     and reference B frames), a third to a half of a typical H.264 stream, and says which frames they are;
+  - `frame_chunks` decodes every frame the same way (no deblocking, same scaler): what skimming is compared with;
   - `frames_between` then decodes a short span exactly (seek to the keyframe before it, reference frames only up
     to the span, every frame inside it), for the few places the coarse pass found worth a closer look;
   - the in-loop deblocking filter is skipped (`skip_loop_filter="all"`), which changes pixels by a few grey
@@ -16,8 +17,8 @@ Frame numbers and times come from the demuxed packets' presentation timestamps, 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import av
 import numpy as np
@@ -103,8 +104,15 @@ class VideoScanner:
 
     def reference_chunks(self, chunk_size: int = 64) -> Iterator[ScannedFrames]:
         """Reference frames only (all frames of a stream without B frames), in chunks of at most `chunk_size`."""
+        return self._chunks(chunk_size, "NONREF")
+
+    def frame_chunks(self, chunk_size: int = 64) -> Iterator[ScannedFrames]:
+        """Every frame, decoded like the reference frames (so the same pixels), in chunks of at most `chunk_size`."""
+        return self._chunks(chunk_size, "DEFAULT")
+
+    def _chunks(self, chunk_size: int, skip_frame: str) -> Iterator[ScannedFrames]:
         container, stream = self._open()
-        stream.codec_context.skip_frame = "NONREF"
+        stream.codec_context.skip_frame = skip_frame
         reformatter, frames, indices = VideoReformatter(), [], []
         try:
             for frame in container.decode(stream):

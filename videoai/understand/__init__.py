@@ -27,6 +27,7 @@ from videoai.understand.tagger_train import (
 )
 from videoai.understand.tagging import load_video_model, tag_video
 from videoai.understand.tracking import sample_tracks, track_motion, track_points
+from videoai.understand.transitions import Transition
 from videoai.understand.zero_shot import ZeroShotModel, load_zero_shot_model, zero_shot_tags
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "save_tagger",
     "LabelledVideoDataset",
     "Shot",
+    "Transition",
     "ShotMotion",
     "SyntheticTagDataset",
     "TaggerTrainConfig",

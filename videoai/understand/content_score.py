@@ -15,6 +15,7 @@ below the level that matters, and spreads interpolated between the span's ends.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -22,11 +23,24 @@ import torch
 import torch.nn.functional as F
 
 from videoai.tokenize.scan import VideoScanner
+from videoai.tokenize.video_io import VideoReadError
 from videoai.understand._source import FrameSource, _prefetch, open_source, pick_device
+from videoai.understand.transitions import dissolve_windows, thumbnails
 
-__all__ = ["ContentScorer", "content_scores", "skim_scores", "rgb_to_hsv", "blank_state", "check_weights"]
+__all__ = [
+    "ContentScorer",
+    "FrameScores",
+    "blank_state",
+    "check_weights",
+    "content_scores",
+    "frame_scores",
+    "rgb_to_hsv",
+    "scan_scores",
+    "skim_scores",
+]
 
 _CPU_PIXELS = 1 << 17  # pixels scored at once on the CPU
+SCAN_ALL_ABOVE = 0.4  # skimming decodes every frame in one pass when its spans would cover more of the video
 
 
 def _hsv_planes(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor):
@@ -125,14 +139,15 @@ class ContentScorer:
         """Forget the previous frame: the next frame fed scores 0."""
         self.previous = None
 
-    def __call__(self, frames: torch.Tensor, on_device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(t, h, w, 3) uint8 RGB -> scores (t,) and spreads (t,), float32 on the CPU. on_device: where the frames
-        already are (scored there unless the scorer was given a device), None for decoded frames."""
+    def __call__(self, frames: torch.Tensor, on_device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(t, h, w, 3) uint8 RGB -> scores (t,) and spreads (t,), float32, and thumbnails (t, 1728) float16, all on
+        the CPU. on_device: where the frames already are (scored there unless the scorer was given a device), None
+        for decoded frames."""
         target = pick_device(on_device, self.device)
         frames = frames.to(target, non_blocking=True)  # (t, h, w, 3) uint8
         # CPU: a few frames at a time keep every temporary cache-sized (big fresh allocations page-fault); GPU: all.
         step = frames.shape[0] if target.type == "cuda" else max(1, _CPU_PIXELS // (frames.shape[1] * frames.shape[2]))
-        deltas, spreads = [], []
+        deltas, spreads, thumbs = [], [], []
         for first in range(0, frames.shape[0], step):
             features = list(_hsv(frames[first:first + step]))  # 3 x (s, h, w) float
             if self.num_components == 4:
@@ -144,9 +159,55 @@ class ContentScorer:
                 columns.append(torch.cat([head, delta]))
             deltas.append(torch.stack(columns, 1))  # (s, C)
             spreads.append(_median_abs_deviation(features[2][:, ::2, ::2].flatten(1)))  # (s,)
+            thumbs.append(thumbnails(frames[first:first + step]).cpu())  # (s, 1728)
             self.previous = [plane[-1] for plane in features]
         scores = torch.cat(deltas).cpu() @ self.weight  # (t,)
-        return scores.float(), torch.cat(spreads).cpu().float()
+        return scores.float(), torch.cat(spreads).cpu().float(), torch.cat(thumbs)
+
+
+@dataclass
+class FrameScores:
+    """What the shot detector needs of every frame of a video."""
+
+    scores: torch.Tensor  # (T,) float32 content score against the frame before (frame 0: 0)
+    timestamps: torch.Tensor  # (T,) float64 seconds
+    spreads: torch.Tensor  # (T,) float32 median absolute deviation of the value plane
+    thumbnails: torch.Tensor  # (T, 1728) float16, see videoai.understand.transitions
+    exact: torch.Tensor  # (T,) bool: decoded (True) or estimated from the frames around it (skimming)
+    end_time: float  # when the last frame ends
+
+
+def frame_scores(source: FrameSource, weights, *, size=72, chunk_size: int = 32, device=None) -> FrameScores:
+    """Scores, spreads and thumbnails of every frame of `source`, decoded in full."""
+    scorer = ContentScorer(weights, device)
+    scores, spreads, thumbs, times = [], [], [], []
+    for chunk in source.chunks(chunk_size, size):
+        score, spread, thumb = scorer(chunk.frames, chunk.frames.device if source.frames is not None else None)
+        scores.append(score)
+        spreads.append(spread)
+        thumbs.append(thumb)
+        times.append(chunk.timestamps)
+    scores = torch.cat(scores)
+    return FrameScores(scores, torch.cat(times).to(torch.float64), torch.cat(spreads), torch.cat(thumbs),
+                       torch.ones(scores.shape[0], dtype=torch.bool), source.end_time())
+
+
+def scan_scores(path, weights, *, size=72, chunk_size: int = 32, device=None) -> FrameScores:
+    """`frame_scores` of every frame of a file, decoded by `VideoScanner.frame_chunks`: the pixels `skim_scores`
+    sees, so both find the same shots. Raises VideoReadError like `VideoScanner`."""
+    scanner = VideoScanner(path, size)
+    scorer = ContentScorer(weights, device)
+    scores, spreads, thumbs = [], [], []
+    for chunk in _prefetch(scanner.frame_chunks(chunk_size)):
+        score, spread, thumb = scorer(chunk.frames)
+        scores.append(score)
+        spreads.append(spread)
+        thumbs.append(thumb)
+    scores = torch.cat(scores)
+    if scores.shape[0] != scanner.num_frames:
+        raise VideoReadError(scanner.path, f"{scores.shape[0]} of {scanner.num_frames} frames decoded")
+    return FrameScores(scores, torch.from_numpy(scanner.timestamps), torch.cat(spreads), torch.cat(thumbs),
+                       torch.ones(scores.shape[0], dtype=torch.bool), scanner.duration)
 
 
 def content_scores(
@@ -164,15 +225,9 @@ def content_scores(
     edges). spread is the median absolute deviation of the value plane (on every second pixel): 0 for a blank frame
     (black, white or any flat colour, even with a small logo), tens for a picture. All three on the CPU.
     """
-    scorer = ContentScorer(weights, device)
     source = video if isinstance(video, FrameSource) else open_source(video, fps=fps)
-    scores, spreads, times = [], [], []
-    for chunk in source.chunks(chunk_size, size):
-        score, spread = scorer(chunk.frames, chunk.frames.device if source.frames is not None else None)
-        scores.append(score)
-        spreads.append(spread)
-        times.append(chunk.timestamps)
-    return torch.cat(scores), torch.cat(times).to(torch.float64), torch.cat(spreads)
+    scored = frame_scores(source, check_weights(weights), size=size, chunk_size=chunk_size, device=device)
+    return scored.scores, scored.timestamps, scored.spreads
 
 
 def blank_state(spread: torch.Tensor, low: float) -> torch.Tensor:
@@ -190,32 +245,40 @@ def skim_scores(
     *,
     look_closer: float,
     blank_threshold: float | None,
+    dissolve_change: float | None = None,
     margin: int = 0,
     size=72,
     chunk_size: int = 32,
     device=None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """`content_scores` of a file, exact wherever a score could reach `look_closer` or a frame could turn blank
-    (see the module doc), with `margin` more exact frames on each side of every such span. -> scores (T,),
-    timestamps (T,) float64, spreads (T,), end time of the last frame. Raises VideoReadError like `read_video`."""
+) -> FrameScores:
+    """`frame_scores` of a file, exact wherever a score could reach `look_closer`, a frame could turn blank or (with
+    `dissolve_change`) a dissolve could pass `find_dissolves` (see the module doc), with `margin` more exact frames
+    on each side of every such span. Raises VideoReadError like `read_video`."""
     scanner = VideoScanner(path, size)
     scorer = ContentScorer(weights, device)
-    indices, coarse, coarse_spread = [], [], []
+    indices, coarse, coarse_spread, coarse_thumbs = [], [], [], []
     for chunk in _prefetch(scanner.reference_chunks(chunk_size)):
-        score, spread = scorer(chunk.frames)  # (t,) each: against the previous reference frame
+        score, spread, thumb = scorer(chunk.frames)  # (t,) each, (t, 1728): against the previous reference frame
         indices.append(chunk.indices)
         coarse.append(score)
         coarse_spread.append(spread)
+        coarse_thumbs.append(thumb)
     ref, coarse, coarse_spread = torch.cat(indices), torch.cat(coarse), torch.cat(coarse_spread)  # (R,) each
+    coarse_thumbs = torch.cat(coarse_thumbs)  # (R, 1728)
     total = scanner.num_frames
     position = torch.arange(total)  # (T,)
-    # Estimates first: every frame of span (ref[i-1], ref[i]] gets coarse[i] / its length, spreads interpolated.
+    # Estimates first: every frame of span (ref[i-1], ref[i]] gets coarse[i] / its length, spreads and thumbnails
+    # interpolated.
     after = torch.searchsorted(ref, position).clamp(max=ref.shape[0] - 1)  # (T,) the reference frame at or after
     before = (after - 1).clamp_min(0)
     length = (ref[after] - ref[before]).clamp_min(1)  # (T,)
     scores = torch.where(position > ref[0], coarse[after] / length, torch.zeros(()))
     fraction = ((position - ref[before]) / length).clamp(0, 1)
     spreads = torch.lerp(coarse_spread[before], coarse_spread[after], fraction.float())
+    thumbs = torch.lerp(coarse_thumbs[before].float(), coarse_thumbs[after].float(),
+                        fraction.float()[:, None]).to(torch.float16)  # (T, 1728)
+    exact = torch.zeros(total, dtype=torch.bool)
+    exact[ref] = True
     # Spans worth a closer look: more than one frame long and a score that could hide a cut, or a blank change.
     gap = ref[1:] - ref[:-1]  # (R-1,)
     closer = coarse[1:] >= look_closer
@@ -224,20 +287,30 @@ def skim_scores(
         undecided = (coarse_spread >= blank_threshold) & (coarse_spread <= 2 * blank_threshold)
         closer |= (state[1:] != state[:-1]) | undecided[1:] | undecided[:-1]
     spans = [(int(a), int(b)) for a, b in zip(ref[:-1][closer & (gap > 1)], ref[1:][closer & (gap > 1)])]
+    if dissolve_change is not None:  # a sustained change that could be a dissolve: every frame of its window
+        spans += [(max(0, a - 1), min(total - 1, b + 1)) for a, b in dissolve_windows(thumbs, dissolve_change)]
     if ref[0] > 0:
         spans.insert(0, (0, int(ref[0])))  # frames shown before the first reference frame (open GOP)
     if ref[-1] < total - 1:
         spans.append((int(ref[-1]), total - 1))  # non-reference frames after the last one
+    merged = _merge(spans, margin, total)
+    if sum(last - first + 1 for first, last in merged) > SCAN_ALL_ABOVE * total:
+        # Spans this dense cost more, each decoded from the keyframe before it, than one pass over every frame,
+        # which gives the same pixels (and so the same shots).
+        scanner.close()
+        return scan_scores(path, weights, size=size, chunk_size=chunk_size, device=device)
     try:
-        for first, last in _merge(spans, margin, total):
+        for first, last in merged:
             span = scanner.frames_between(first, last)
             scorer.reset()
-            score, spread = scorer(span.frames)  # (last - first + 1,) each
+            score, spread, thumb = scorer(span.frames)  # (last - first + 1,) each, (last - first + 1, 1728)
             scores[first + 1:last + 1] = score[1:]  # the span's first frame has no exact predecessor here
             spreads[first:last + 1] = spread
+            thumbs[first:last + 1] = thumb
+            exact[first:last + 1] = True
     finally:
         scanner.close()
-    return scores, torch.from_numpy(scanner.timestamps), spreads, scanner.duration
+    return FrameScores(scores, torch.from_numpy(scanner.timestamps), spreads, thumbs, exact, scanner.duration)
 
 
 def _merge(spans: list[tuple[int, int]], margin: int, total: int) -> list[tuple[int, int]]:

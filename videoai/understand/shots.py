@@ -16,8 +16,12 @@ working width (256 px), where its threshold of 27 was tuned.
 
 Fades: a fade to or from black scores under the threshold on every frame. Entering or leaving a run of blank
 frames (black, white, any flat colour: median absolute deviation of V below `blank_threshold`) is therefore a cut
-too. A fade between two flat frames (../shared/data/video/fades.mp4) is no shot change and gives none. Dissolves
-between two pictures are not detected (use detector="transnetv2").
+too. A fade between two flat frames (../shared/data/video/fades.mp4) is no shot change and gives none.
+Dissolves between two pictures: a test of the content change across windows of 9-65 frames
+(videoai.understand.transitions: the middle frame is the average of the ends, which are different pictures);
+skimming decodes every frame of a window where the reference frames already show such a sustained change.
+Each `Shot` says how it begins: `transition` ("start" for the first shot, "cut", "fade" or "dissolve") and the
+inclusive frames [transition_start, transition_end] of the change (a cut: its first frame alone).
 
 Minimum shot length: every returned shot has at least `min_shot_len` frames, the first and last included. When
 candidate cuts are closer than that, the one with the larger score wins (non-maximum suppression), and a candidate
@@ -35,22 +39,48 @@ import torch
 
 from videoai.tokenize.video_io import VideoReadError
 from videoai.understand._source import FrameSource, open_source, pick_device
-from videoai.understand.content_score import check_weights, blank_state, content_scores, rgb_to_hsv, skim_scores
+from videoai.understand.content_score import (
+    blank_state,
+    check_weights,
+    content_scores,
+    frame_scores,
+    rgb_to_hsv,
+    scan_scores,
+    skim_scores,
+)
+from videoai.understand.transitions import (
+    Transition,
+    contrast,
+    fade_span,
+    find_dissolves,
+)
 
-__all__ = ["Shot", "detect_shots", "content_scores", "rgb_to_hsv", "shots_from_cuts", "check_shots"]
+__all__ = ["Shot", "Transition", "check_shots", "content_scores", "detect_shots", "rgb_to_hsv", "shots_from_cuts"]
 
 DETECTORS = ("content", "adaptive", "transnetv2")
 _TRANSNET_SIZE = (27, 48)  # (H, W) input of TransNetV2
+TRANSITION_KINDS = ("start", "cut", "fade", "dissolve")
 
 
 @dataclass(frozen=True)
 class Shot:
-    """A shot: frames [start_frame, end_frame) (end exclusive), times in seconds from the stream start."""
+    """A shot: frames [start_frame, end_frame) (end exclusive), times in seconds from the stream start, and how it
+    begins: `transition` and its inclusive frames [transition_start, transition_end] (default: start_frame)."""
 
     start_frame: int
     end_frame: int  # exclusive: the first frame of the next shot, or the number of frames
     start_time: float  # presentation time of start_frame
     end_time: float  # presentation time of end_frame (for the last shot: the end of the video)
+    transition: str = "cut"  # "start" (first shot), "cut", "fade" (to or from a blank frame) or "dissolve"
+    transition_start: int | None = None  # first frame of the change; None: start_frame
+    transition_end: int | None = None  # last frame of the change (inclusive); None: start_frame
+
+    def __post_init__(self):
+        if self.transition not in TRANSITION_KINDS:
+            raise ValueError(f"transition: expected one of {TRANSITION_KINDS}, got {self.transition!r}")
+        for name in ("transition_start", "transition_end"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.start_frame)  # frozen: fill the default once
 
     @property
     def num_frames(self) -> int:
@@ -102,12 +132,35 @@ def _suppress(candidate: torch.Tensor, strength: torch.Tensor, min_shot_len: int
     return sorted(kept)
 
 
-def shots_from_cuts(cuts: list[int], timestamps: torch.Tensor, end_time: float) -> list[Shot]:
-    """Cut frames (first frame of each new shot) + per-frame times -> contiguous shots covering every frame."""
+def shots_from_cuts(cuts: list[int], timestamps: torch.Tensor, end_time: float,
+                    transitions: dict[int, tuple[str, int, int]] | None = None) -> list[Shot]:
+    """Cut frames (first frame of each new shot) + per-frame times -> contiguous shots covering every frame.
+    transitions: {cut: (kind, first, last)} for cuts that are not plain cuts."""
     num_frames = timestamps.shape[0]
     bounds = [0, *cuts, num_frames]
     times = timestamps.tolist() + [end_time]
-    return [Shot(start, end, float(times[start]), float(times[end])) for start, end in zip(bounds[:-1], bounds[1:])]
+    transitions = transitions or {}
+    shots = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        kind, first, last = ("start", 0, 0) if start == 0 else transitions.get(start, ("cut", start, start))
+        shots.append(Shot(start, end, float(times[start]), float(times[end]), kind, first, last))
+    return shots
+
+
+def _label_fades(cuts: list[int], fades: set[int], state: torch.Tensor, contrasts: torch.Tensor, reach: int):
+    """{cut: ("fade", first, last)} for cuts at a blank change, or that won over one at most `reach` frames away
+    (black to a dim picture changes hue sharply), and whose change takes more than a frame; spans bounded by the
+    cuts around them."""
+    bounds = [0, *cuts, state.shape[0]]
+    labels = {}
+    for i, cut in enumerate(cuts, start=1):
+        near = sorted((f for f in fades if abs(f - cut) <= reach), key=lambda f: abs(f - cut))
+        if near:
+            low, high = max(bounds[i - 1], cut - 90), min(bounds[i + 1], cut + 90)
+            first, last = fade_span(contrasts, cut, bool(state[near[0]]), low, high)
+            if last > first:  # a one-frame change to or from blank is a cut
+                labels[cut] = ("fade", first, last)
+    return labels
 
 
 def check_shots(shots, num_frames: int) -> list[Shot]:
@@ -182,6 +235,7 @@ def detect_shots(
     min_content_val: float = 15.0,
     window_width: int = 2,
     blank_threshold: float | None = 2.0,
+    dissolve_threshold: float | None = 0.4,
     size=72,
     skim: bool = True,
     chunk_size: int = 32,
@@ -200,6 +254,9 @@ def detect_shots(
             any flat colour: median absolute deviation of the value channel below this, on the 0-255 scale) is
             also a cut: it catches fades to and from black, which score under the content threshold frame by
             frame. A fade between two flat frames (fades.mp4) changes nothing. None turns it off.
+        dissolve_threshold: with "content" / "adaptive", the least change across a window (mean absolute
+            difference of standardised thumbnails; two unrelated pictures score about 1.1) for a dissolve
+            (videoai.understand.transitions). None turns it off.
         size: short side frames are scored at (never upscaled); None scores at full resolution.
         skim: for a file, decode every frame only near possible cuts (see the module doc); False decodes all.
         device: where to score; default the in-memory frames' device, else CUDA when available.
@@ -216,6 +273,11 @@ def detect_shots(
         isinstance(blank_threshold, bool) or not isinstance(blank_threshold, numbers.Real) or not blank_threshold > 0
     ):
         raise ValueError(f"blank_threshold: expected a positive number or None, got {blank_threshold!r}")
+    if dissolve_threshold is not None and (
+        isinstance(dissolve_threshold, bool) or not isinstance(dissolve_threshold, numbers.Real)
+        or not dissolve_threshold > 0
+    ):
+        raise ValueError(f"dissolve_threshold: expected a positive number or None, got {dissolve_threshold!r}")
     weights = check_weights(weights)
     if detector == "transnetv2":
         source = open_source(video, fps=fps)
@@ -227,35 +289,62 @@ def detect_shots(
         candidate[1:] = above[:-1] & ~above[1:]
         strength = torch.zeros_like(probability)
         strength[1:] = probability[:-1]
+        run_start = torch.zeros_like(above)
+        run_start[0], run_start[1:] = above[0], above[1:] & ~above[:-1]
+        starts = run_start.nonzero().flatten().tolist()
+        # A run of transition frames longer than 3 is gradual: TransNetV2 says no more, call it a dissolve.
+        labels = {}
+        for cut in candidate.nonzero().flatten().tolist():
+            first = max((s for s in starts if s < cut), default=0)
+            labels[cut] = ("dissolve" if cut - first > 3 else "cut", first, cut - 1 if cut - first > 3 else cut)
     else:
         threshold = 27.0 if threshold is None else float(threshold)
         blank_low = None if blank_threshold is None else float(blank_threshold)
-        skimmed = None
-        if skim and isinstance(video, (str, os.PathLike)):
+        dissolve_change = None if dissolve_threshold is None else float(dissolve_threshold)
+        scored = None
+        if isinstance(video, (str, os.PathLike)):
             # A span is decoded in full when its score could come from a frame scoring half the bar, and
             # `window_width` frames around it too, so adaptive ratios near a candidate use exact neighbours.
+            # Without skimming, the same decoder decodes every frame: the same pixels, so the same shots.
             look_closer = 0.5 * (threshold if detector == "content" else float(min_content_val))
             try:
-                skimmed = skim_scores(video, weights, look_closer=look_closer, blank_threshold=blank_low,
-                                      margin=int(window_width), size=size, chunk_size=int(chunk_size), device=device)
+                if skim:
+                    scored = skim_scores(video, weights, look_closer=look_closer, blank_threshold=blank_low,
+                                         dissolve_change=dissolve_change, margin=int(window_width), size=size,
+                                         chunk_size=int(chunk_size), device=device)
+                else:
+                    scored = scan_scores(video, weights, size=size, chunk_size=int(chunk_size), device=device)
             except VideoReadError:
-                skimmed = None  # e.g. a raw stream without timestamps: decode every frame below
-        if skimmed is not None:
-            scores, timestamps, spread, end_time = skimmed  # (T,) each, and a float
-        else:
-            source = open_source(video, fps=fps)
-            scores, timestamps, spread = content_scores(source, weights, size=size,
-                                                        chunk_size=int(chunk_size), device=device)  # (T,) each
-            end_time = source.end_time()
+                scored = None  # e.g. a raw stream without timestamps: decode every frame below
+        if scored is None:
+            scored = frame_scores(open_source(video, fps=fps), weights, size=size, chunk_size=int(chunk_size),
+                                  device=device)
+        scores, timestamps, end_time = scored.scores, scored.timestamps, scored.end_time  # (T,) each, a float
         if detector == "content":
             candidate = scores >= threshold
         else:
             candidate = _adaptive_candidates(scores, float(adaptive_threshold), float(min_content_val),
                                              int(window_width))
-        strength = scores
+        strength = scores.clone()
+        fades = torch.zeros_like(candidate)
         if blank_low is not None:
-            fades = _blank_changes(spread, blank_low)
+            fades = _blank_changes(scored.spreads, blank_low)
             candidate = candidate | fades
             strength = torch.where(fades, strength.clamp_min(threshold), strength)  # a sharper cut nearby wins
+        dissolves = {}
+        if dissolve_change is not None:
+            for found in find_dissolves(scored.thumbnails, dissolve_change, scored.exact):
+                # The dissolve explains the frame differences inside it: they are not cuts of their own.
+                candidate[found.first:found.last + 1] &= fades[found.first:found.last + 1]
+                candidate[found.cut] = True
+                strength[found.cut] = max(float(strength[found.cut]), threshold)
+                dissolves[found.cut] = ("dissolve", found.first, found.last)
     cuts = _suppress(candidate, strength, int(min_shot_len))
-    return shots_from_cuts(cuts, timestamps, end_time)
+    if detector != "transnetv2":
+        labels = {}
+        if blank_low is not None:
+            state = blank_state(scored.spreads, blank_low)
+            labels = _label_fades(cuts, set(fades.nonzero().flatten().tolist()), state,
+                                  contrast(scored.thumbnails), max(2, int(min_shot_len) - 1))
+        labels.update({cut: dissolves[cut] for cut in cuts if cut in dissolves})
+    return shots_from_cuts(cuts, timestamps, end_time, labels)

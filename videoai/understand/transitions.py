@@ -1,0 +1,192 @@
+"""Gradual transitions for the weight-free shot detector: dissolves by a blend test across a span, fade spans.
+
+Method (a content test across a span, chosen over twin-comparison's accumulated frame differences because camera
+motion accumulates differences too): in a dissolve every frame is a blend of the frames on either side, so for a
+window of half-width h centred on frame t, with a = t - h and b = t + h,
+  change  D = mean |z(b) - z(a)|            the two ends show different pictures, and
+  error   E = mean |z(t) - z((a + b) / 2)|  the middle frame is their average,
+where z() gives each colour plane of a thumbnail zero mean and the thumbnail unit variance, so gain changes (fades,
+exposure) change nothing. A window
+is a dissolve when D >= `min_change` and E <= MAX_RATIO * D; motion fails the second test (the middle of a pan is
+a sharp, shifted picture, not a double exposure) and a hard cut fails it too (the middle equals one end: E = D / 2).
+A slow pan over smooth content can pass both (a shifted gradient is nearly linear), so D must also stay above
+`min_change` when the ends are compared at the best global shift of up to MAX_SHIFT, and a dissolve must be seen
+at two window sizes at least (a fast pan or zoom passes at one only).
+Both ends must be pictures, not blank frames (fades have their own rule). Half-widths SCALES cover 8-60 frames.
+Wipes are not blends (the middle frame is half one picture, half the other: E = D / 2) and are not found here.
+The test runs on 18x32 RGB thumbnails (mean pooled, so a blend of frames is a blend of thumbnails), kept for every
+frame: 3.5 KB each in float16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "MAX_RATIO",
+    "SCALES",
+    "THUMB_SIZE",
+    "Transition",
+    "contrast",
+    "dissolve_windows",
+    "fade_span",
+    "find_dissolves",
+    "thumbnails",
+]
+
+THUMB_SIZE = (18, 32)  # (H, W) of the thumbnails the test compares
+SCALES = (4, 8, 16, 32)  # window half-widths in frames
+MAX_RATIO = 0.25  # E / D at most: testvideo.mp4's dissolve scores 0.03-0.15, a hard cut 0.5
+# Both ends of a window need this thumbnail standard deviation (0-255): pictures, not blank or nearly faded out
+# (below ~10 the encoder has flattened a fading picture's detail, and its standardised form drifts).
+MIN_CONTRAST = 10.0
+MAX_SHIFT = (3, 6)  # (rows, columns) of thumbnail pixels a camera move may shift the ends by (~20% of the frame)
+_BLOCK = 4096  # windows tested at once (bounds the temporaries to ~30 MB)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A gradual transition: kind, the frames [first, last] (inclusive) it spans, the frame a shot starts on."""
+
+    kind: str  # "dissolve" or "fade"
+    first: int
+    last: int
+    cut: int  # first frame of the new shot: the middle of the span
+    strength: float  # the largest change D across a window that found it
+
+
+def thumbnails(frames: torch.Tensor) -> torch.Tensor:
+    """(s, h, w, 3) uint8 RGB -> (s, 18 * 32 * 3) float16 mean-pooled thumbnails."""
+    pooled = F.adaptive_avg_pool2d(frames.permute(0, 3, 1, 2).float(), THUMB_SIZE)  # (s, 3, 18, 32)
+    return pooled.flatten(1).to(torch.float16)
+
+
+def _centred(thumbs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, d) thumbnails -> rows with each colour plane's mean removed (T, d) float32, and their RMS (T,): a flat
+    colour, however saturated, has contrast 0."""
+    x = thumbs.float().view(thumbs.shape[0], 3, -1)  # (T, 3, 18 * 32)
+    x = (x - x.mean(2, keepdim=True)).flatten(1)  # (T, d)
+    return x, x.square().mean(1).sqrt()
+
+
+def _window_scores(centred: torch.Tensor, sigma: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Change D and ratio E / D, (T,) each, of the windows of half-width h centred on every frame (0, 1 off the ends).
+
+    With x the centred rows, z(x) = x / max(sigma, floor), and the average of two frames standardised directly:
+    its centred row is (x_a + x_b) / 2.
+    """
+    total = centred.shape[0]
+    change, ratio = torch.zeros(total), torch.ones(total)
+    floor = MIN_CONTRAST / 2
+    for first in range(h, total - h, _BLOCK):
+        centre = torch.arange(first, min(first + _BLOCK, total - h))  # (n,)
+        a, m, b = (centred[centre + k] for k in (-h, 0, h))  # (n, d) each, zero-mean rows
+        sa, sm, sb = (sigma[centre + k].clamp_min(floor)[:, None] for k in (-h, 0, h))  # (n, 1) each
+        d = (b / sb - a / sa).abs().mean(1)  # (n,)
+        average = a + b  # (n, d): twice the centred average; the factor cancels in the standardisation
+        spread = average.square().mean(1, keepdim=True).sqrt().clamp_min(2 * floor)  # (n, 1)
+        e = (m / sm - average / spread).abs().mean(1)
+        change[centre], ratio[centre] = d, e / d.clamp_min(1e-6)
+    return change, ratio
+
+
+def contrast(thumbs: torch.Tensor) -> torch.Tensor:
+    """(T, d) thumbnails -> (T,) RMS deviation from each colour plane's mean (0-255 scale): 0 for a blank frame."""
+    return _centred(thumbs)[1]
+
+
+def _passing(centred, sigma, exact, min_change: float, max_ratio: float):
+    """-> list of (t, h, D, ratio) for every window passing the test with all three frames exact."""
+    total = centred.shape[0]
+    found = []
+    for h in SCALES:
+        if total <= 2 * h:
+            continue
+        change, ratio = _window_scores(centred, sigma, h)
+        ok = (change >= min_change) & (ratio <= max_ratio)
+        ok[:h] = False
+        ok[total - h:] = False
+        centre = ok.nonzero().flatten()
+        keep = (sigma[centre - h] >= MIN_CONTRAST) & (sigma[centre + h] >= MIN_CONTRAST)
+        if exact is not None:
+            keep &= exact[centre - h] & exact[centre] & exact[centre + h]
+        centre = centre[keep]
+        if centre.numel():
+            centre = centre[_shifted_change(centred, sigma, centre - h, centre + h) >= min_change]
+        for t in centre.tolist():
+            found.append((t, h, float(change[t]), float(ratio[t])))
+    return found
+
+
+def _shifted_change(centred, sigma, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """(n,) change D between frames first and last at the best global shift of up to MAX_SHIFT thumbnail pixels.
+
+    A camera move over smooth content passes the blend test (a shifted gradient is locally linear) but its ends
+    match once one is shifted; two different pictures match at no shift.
+    """
+    height, width = THUMB_SIZE
+    floor = MIN_CONTRAST / 2
+    a = (centred[first] / sigma[first].clamp_min(floor)[:, None]).view(-1, 3, height, width)  # (n, 3, 18, 32)
+    b = (centred[last] / sigma[last].clamp_min(floor)[:, None]).view(-1, 3, height, width)
+    best = torch.full((first.shape[0],), float("inf"))
+    dy_max, dx_max = MAX_SHIFT
+    for dy in range(-dy_max, dy_max + 1):
+        for dx in range(-dx_max, dx_max + 1):
+            crop_a = a[:, :, max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)]
+            crop_b = b[:, :, max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+            best = torch.minimum(best, (crop_a - crop_b).abs().mean(dim=(1, 2, 3)))
+    return best
+
+
+def dissolve_windows(thumbs: torch.Tensor, min_change: float) -> list[tuple[int, int]]:
+    """Frame spans [t - h, t + h] a looser test flags on estimated thumbnails (skimming: decode these in full)."""
+    found = _passing(*_centred(thumbs), None, 0.7 * min_change, min(0.5, 1.6 * MAX_RATIO))
+    return [(t - h, t + h) for t, h, _, _ in found]
+
+
+def find_dissolves(thumbs: torch.Tensor, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
+    """(T, d) thumbnails -> dissolves, one per run of passing window centres. exact: (T,) bool, frames to trust."""
+    found = sorted(_passing(*_centred(thumbs), exact, min_change, MAX_RATIO))
+    runs: list[list[tuple]] = []
+    for window in found:
+        if runs and window[0] - runs[-1][-1][0] <= 2:
+            runs[-1].append(window)
+        else:
+            runs.append([window])
+    transitions = []
+    for run in runs:
+        if len({window[1] for window in run}) < 2:
+            continue  # a blend at one window size only: a fast pan or zoom over smooth content, not a dissolve
+        # A window passes when its centre is inside the blend (its middle frame is a blend), so the run of centres
+        # spans the blend; the new shot starts half way through.
+        first, last = run[0][0], run[-1][0]
+        strength = max(window[2] for window in run)
+        transitions.append(Transition("dissolve", first, last, (first + last + 1) // 2, strength))
+    return transitions
+
+
+def fade_span(contrast: torch.Tensor, cut: int, into_blank: bool, low: int, high: int) -> tuple[int, int]:
+    """Frames [first, last] of a fade at blank-run boundary `cut`, from thumbnail contrast (gain times picture).
+
+    Fade-in (cut = first picture frame): from the cut while contrast keeps rising (1% a frame at least, over three
+    frames). Fade-out (cut = first blank frame): back from the cut while contrast keeps rising that way.
+    low/high (exclusive) bound the search.
+    """
+    values = contrast.tolist()
+
+    def rising(k: int, step: int) -> bool:
+        ahead = [values[j] for j in range(k + step, k + 4 * step, step) if low <= j < high]
+        return bool(ahead) and sum(ahead) / len(ahead) > values[k] * (1 + 0.02 * len(ahead))
+
+    if into_blank:
+        first = cut - 1
+        while first - 1 >= low and rising(first, -1):
+            first -= 1
+        return max(first, low), cut - 1
+    last = cut
+    while last + 1 < high and rising(last, 1):
+        last += 1
+    return cut, last
