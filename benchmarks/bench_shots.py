@@ -18,8 +18,9 @@ counter.mp4 is not in the F1 table: its two changes make 10-frame shots, so at t
 expected answer is no cut (ground_truth.json); it is checked on its own at minimums of 15 and 5.
 PySceneDetect numbers VFR frames by time * average fps, so its cuts are mapped to frames through their times (nearest
 presentation timestamp), which is how it is right on goldeneye-vfr-drop3.mp4; ours come from the timestamps directly.
-Ours skim unless marked "every frame decoded": reference frames first, then every frame only around possible
-cuts (videoai.understand.content_score); it finds the same cuts (tests/understand/test_shots.py).
+Ours decode every frame (the default) unless marked "skimming": reference frames first, then every frame only
+around possible cuts and dissolves (videoai.understand.content_score); it finds the same shots
+(tests/understand/test_shots.py) but re-decodes each flagged span from its keyframe.
 frames/s = frames / wall time including opening and decoding, best of --repeats runs, methods interleaved.
 The torch thread count is set by --threads (default 1): on a busy 2-core machine an OpenMP pool of 2 next to the
 decoder's threads runs many times slower than one thread.
@@ -84,7 +85,7 @@ def f1(counts) -> float:
 
 
 def run_ours(path: str, detector: str, size, min_shot_len: int = 15, blank_threshold: float | None = 2.0,
-             skim: bool = True, dissolve_threshold: float | None = 0.4):
+             skim: bool = False, dissolve_threshold: float | None = 0.4):
     shots = detect_shots(path, detector=detector, size=size, min_shot_len=min_shot_len, blank_threshold=blank_threshold,
                          dissolve_threshold=dissolve_threshold, skim=skim)
     return [s.start_frame for s in shots[1:]], [s.start_time for s in shots[1:]]
@@ -301,7 +302,7 @@ def main():
     methods = {
         "videoai content (72p, default)": lambda p, t: run_ours(p, "content", 72),
         "videoai adaptive (72p, default)": lambda p, t: run_ours(p, "adaptive", 72),
-        "videoai content (72p, every frame decoded)": lambda p, t: run_ours(p, "content", 72, skim=False),
+        "videoai content (72p, skimming)": lambda p, t: run_ours(p, "content", 72, skim=True),
         "videoai content, no dissolve test (72p)": lambda p, t: run_ours(p, "content", 72, dissolve_threshold=None),
     }
     if args.sizes:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from videoai.synthetic import ShapesConfig, make_clip
-from videoai.tokenize.scan import VideoScanner
+from videoai.tokenize.scan import VideoScanner, _decoded_ahead
 from videoai.tokenize.video_io import (
     VideoReadError,
     read_video,
@@ -86,3 +86,18 @@ def test_bad_input(tmp_path, video):
     garbage.write_bytes(b"\x00\x01not a video" * 100)
     with pytest.raises(VideoReadError):
         VideoScanner(garbage)
+
+
+def test_chunks_stop_early_and_decoder_errors_reach_the_caller(video):
+    chunks = VideoScanner(video, size=SIZE).frame_chunks(chunk_size=4)
+    assert next(chunks).indices.tolist() == [0, 1, 2, 3]
+    chunks.close()  # the decoding thread and the file are released without reading on
+
+    def failing_decoder():
+        yield from range(11)
+        raise RuntimeError("corrupt packet")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="corrupt packet"):
+        seen.extend(_decoded_ahead(failing_decoder(), batch=4))  # decoded in a worker thread
+    assert seen == list(range(11))  # every frame before the error, in order

@@ -109,11 +109,12 @@ def test_fast_camera_motion_and_reframe_make_no_cuts(speed):
 
 
 @pytest.mark.skipif("libx264" not in av.codecs_available, reason="needs the libx264 encoder to write B frames")
-def test_skimming_decodes_the_dissolve(tmp_path):
-    frames, first = two_shots_with_dissolve(30, 60, 70)
+@pytest.mark.parametrize("before, after", [(60, 70), (20, 130)])  # (20, 130): dense spans in the first quarter,
+def test_skimming_decodes_the_dissolve(tmp_path, before, after):  # so skimming hands over to one pass early
+    frames, first = two_shots_with_dissolve(30, before, after)
     path = tmp_path / "dissolve.mp4"
     write_video(frames, path, 25, encoder_options={"x264-params": "scenecut=0:keyint=300"})
-    skimmed, full = detect_shots(path), detect_shots(path, skim=False)
+    skimmed, full = detect_shots(path, skim=True), detect_shots(path)  # skimming vs the default, every frame
     assert skimmed == full
     assert [s.transition for s in skimmed] == ["start", "dissolve"] and first <= skimmed[1].start_frame < first + 30
 

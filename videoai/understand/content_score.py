@@ -9,7 +9,9 @@ the value plane), which tells blank frames from pictures.
 scores the reference frames of the stream against each other (`VideoScanner.reference_chunks`), then decodes every
 frame only in the spans between two reference frames that differ enough to hide a cut, or a change between blank
 and picture (`VideoScanner.frames_between`). Elsewhere each frame gets its span's score shared evenly, an estimate
-below the level that matters, and spreads interpolated between the span's ends.
+below the level that matters, and spreads interpolated between the span's ends. When the spans would cover more
+than SCAN_ALL_ABOVE of the video, or already do of its first CHECK_AT (dissolve-heavy footage: the dissolve test
+flags every sustained change), one pass decodes every frame instead (`scan_scores`: the same pixels).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
 
 _CPU_PIXELS = 1 << 17  # pixels scored at once on the CPU
 SCAN_ALL_ABOVE = 0.4  # skimming decodes every frame in one pass when its spans would cover more of the video
+CHECK_AT = 0.25  # ... or already cover more of the part seen once the reference pass is this far through it
 
 
 def _hsv_planes(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor):
@@ -256,49 +259,37 @@ def skim_scores(
     on each side of every such span. Raises VideoReadError like `read_video`."""
     scanner = VideoScanner(path, size)
     scorer = ContentScorer(weights, device)
+    total = scanner.num_frames
+    rules = {"look_closer": look_closer, "blank_threshold": blank_threshold, "dissolve_change": dissolve_change,
+             "margin": margin}
     indices, coarse, coarse_spread, coarse_thumbs = [], [], [], []
-    for chunk in _prefetch(scanner.reference_chunks(chunk_size)):
+    chunks = _prefetch(scanner.reference_chunks(chunk_size))
+    checked = False
+    for chunk in chunks:
         score, spread, thumb = scorer(chunk.frames)  # (t,) each, (t, 1728): against the previous reference frame
         indices.append(chunk.indices)
         coarse.append(score)
         coarse_spread.append(spread)
         coarse_thumbs.append(thumb)
-    ref, coarse, coarse_spread = torch.cat(indices), torch.cat(coarse), torch.cat(coarse_spread)  # (R,) each
-    coarse_thumbs = torch.cat(coarse_thumbs)  # (R, 1728)
-    total = scanner.num_frames
-    position = torch.arange(total)  # (T,)
-    # Estimates first: every frame of span (ref[i-1], ref[i]] gets coarse[i] / its length, spreads and thumbnails
-    # interpolated.
-    after = torch.searchsorted(ref, position).clamp(max=ref.shape[0] - 1)  # (T,) the reference frame at or after
-    before = (after - 1).clamp_min(0)
-    length = (ref[after] - ref[before]).clamp_min(1)  # (T,)
-    scores = torch.where(position > ref[0], coarse[after] / length, torch.zeros(()))
-    fraction = ((position - ref[before]) / length).clamp(0, 1)
-    spreads = torch.lerp(coarse_spread[before], coarse_spread[after], fraction.float())
-    thumbs = torch.lerp(coarse_thumbs[before].float(), coarse_thumbs[after].float(),
-                        fraction.float()[:, None]).to(torch.float16)  # (T, 1728)
-    exact = torch.zeros(total, dtype=torch.bool)
-    exact[ref] = True
-    # Spans worth a closer look: more than one frame long and a score that could hide a cut, or a blank change.
-    gap = ref[1:] - ref[:-1]  # (R-1,)
-    closer = coarse[1:] >= look_closer
-    if blank_threshold is not None:
-        state = blank_state(coarse_spread, blank_threshold)
-        undecided = (coarse_spread >= blank_threshold) & (coarse_spread <= 2 * blank_threshold)
-        closer |= (state[1:] != state[:-1]) | undecided[1:] | undecided[:-1]
-    spans = [(int(a), int(b)) for a, b in zip(ref[:-1][closer & (gap > 1)], ref[1:][closer & (gap > 1)])]
-    if dissolve_change is not None:  # a sustained change that could be a dissolve: every frame of its window
-        spans += [(max(0, a - 1), min(total - 1, b + 1)) for a, b in dissolve_windows(thumbs, dissolve_change)]
-    if ref[0] > 0:
-        spans.insert(0, (0, int(ref[0])))  # frames shown before the first reference frame (open GOP)
-    if ref[-1] < total - 1:
-        spans.append((int(ref[-1]), total - 1))  # non-reference frames after the last one
-    merged = _merge(spans, margin, total)
-    if sum(last - first + 1 for first, last in merged) > SCAN_ALL_ABOVE * total:
+        seen = int(chunk.indices[-1]) + 1
+        if not checked and seen >= CHECK_AT * total and seen < total:
+            # Spans already this dense in the first part of the video (dissolve-heavy footage): a pass over
+            # every frame now costs less than finishing this pass and then that one.
+            checked = True
+            estimate = _estimate(torch.cat(indices), torch.cat(coarse), torch.cat(coarse_spread),
+                                 torch.cat(coarse_thumbs), seen)
+            if _covered(_close_spans(estimate, seen, **rules)) > SCAN_ALL_ABOVE * seen:
+                chunks.close()
+                return scan_scores(path, weights, size=size, chunk_size=chunk_size, device=device)
+    estimate = _estimate(torch.cat(indices), torch.cat(coarse), torch.cat(coarse_spread), torch.cat(coarse_thumbs),
+                         total)
+    merged = _close_spans(estimate, total, **rules)
+    if _covered(merged) > SCAN_ALL_ABOVE * total:
         # Spans this dense cost more, each decoded from the keyframe before it, than one pass over every frame,
         # which gives the same pixels (and so the same shots).
         scanner.close()
         return scan_scores(path, weights, size=size, chunk_size=chunk_size, device=device)
+    scores, spreads, thumbs, exact = estimate.scores, estimate.spreads, estimate.thumbnails, estimate.exact
     try:
         for first, last in merged:
             span = scanner.frames_between(first, last)
@@ -311,6 +302,61 @@ def skim_scores(
     finally:
         scanner.close()
     return FrameScores(scores, torch.from_numpy(scanner.timestamps), spreads, thumbs, exact, scanner.duration)
+
+
+@dataclass
+class _Estimate:
+    """Every frame's values estimated from the reference frames (and which frames those are)."""
+
+    ref: torch.Tensor  # (R,) int64 reference frame numbers
+    coarse: torch.Tensor  # (R,) score of each reference frame against the one before
+    coarse_spread: torch.Tensor  # (R,)
+    scores: torch.Tensor  # (T,)
+    spreads: torch.Tensor  # (T,)
+    thumbnails: torch.Tensor  # (T, 1728) float16
+    exact: torch.Tensor  # (T,) bool
+
+
+def _estimate(ref, coarse, coarse_spread, coarse_thumbs, total: int) -> _Estimate:
+    """Reference frames' values -> every frame's: each frame of span (ref[i-1], ref[i]] gets coarse[i] / its length,
+    spreads and thumbnails interpolated."""
+    position = torch.arange(total)  # (T,)
+    after = torch.searchsorted(ref, position).clamp(max=ref.shape[0] - 1)  # (T,) the reference frame at or after
+    before = (after - 1).clamp_min(0)
+    length = (ref[after] - ref[before]).clamp_min(1)  # (T,)
+    scores = torch.where(position > ref[0], coarse[after] / length, torch.zeros(()))
+    fraction = ((position - ref[before]) / length).clamp(0, 1)
+    spreads = torch.lerp(coarse_spread[before], coarse_spread[after], fraction.float())
+    thumbs = torch.lerp(coarse_thumbs[before].float(), coarse_thumbs[after].float(),
+                        fraction.float()[:, None]).to(torch.float16)  # (T, 1728)
+    exact = torch.zeros(total, dtype=torch.bool)
+    exact[ref] = True
+    return _Estimate(ref, coarse, coarse_spread, scores, spreads, thumbs, exact)
+
+
+def _close_spans(estimate: _Estimate, total: int, *, look_closer, blank_threshold, dissolve_change, margin):
+    """Merged (first, last) spans of frames [0, total) to decode in full."""
+    ref, coarse, coarse_spread = estimate.ref, estimate.coarse, estimate.coarse_spread
+    # Spans worth a closer look: more than one frame long and a score that could hide a cut, or a blank change.
+    gap = ref[1:] - ref[:-1]  # (R-1,)
+    closer = coarse[1:] >= look_closer
+    if blank_threshold is not None:
+        state = blank_state(coarse_spread, blank_threshold)
+        undecided = (coarse_spread >= blank_threshold) & (coarse_spread <= 2 * blank_threshold)
+        closer |= (state[1:] != state[:-1]) | undecided[1:] | undecided[:-1]
+    spans = [(int(a), int(b)) for a, b in zip(ref[:-1][closer & (gap > 1)], ref[1:][closer & (gap > 1)])]
+    if dissolve_change is not None:  # a sustained change that could be a dissolve: every frame of its window
+        spans += [(max(0, a - 1), min(total - 1, b + 1))
+                  for a, b in dissolve_windows(estimate.thumbnails, dissolve_change)]
+    if ref[0] > 0:
+        spans.insert(0, (0, int(ref[0])))  # frames shown before the first reference frame (open GOP)
+    if ref[-1] < total - 1:
+        spans.append((int(ref[-1]), total - 1))  # non-reference frames after the last one
+    return _merge(spans, margin, total)
+
+
+def _covered(spans: list[tuple[int, int]]) -> int:
+    return sum(last - first + 1 for first, last in spans)
 
 
 def _merge(spans: list[tuple[int, int]], margin: int, total: int) -> list[tuple[int, int]]:

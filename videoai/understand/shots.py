@@ -4,10 +4,14 @@ The content score of frame t is the mean absolute difference to frame t-1 of hue
 8-bit HSV scale: H in [0, 180), S and V in [0, 255]), optionally of an edge map, averaged with `weights` — the score
 PySceneDetect's ContentDetector thresholds at 27. AdaptiveDetector's rule divides a frame's score by the mean score
 of the `window_width` frames on each side (videoai.understand.content_score computes the scores). Frames are
-decoded in chunks, downscaled in the decoder and scored on the GPU when there is one. Two things make it fast.
-Skimming (`skim=True`, files only): the reference frames of the stream are scored first and every frame is decoded
-only where two of them differ enough to hide a cut, which skips most B frames' decoding; the cuts found are the
-same (tests/understand/test_shots.py compares both ways on the real clips and on cuts between reference frames).
+decoded in chunks by videoai.tokenize.scan (no deblocking, one reused scaler; decoding in one thread, downscaling
+in another) and scored on the GPU when there is one.
+Every frame is decoded by default. Skimming (`skim=True`, files only) scores the reference frames of the stream
+first and decodes every frame only where two of them differ enough to hide a cut or a dissolve; the shots found are
+the same (tests/understand/test_shots.py compares both ways), but each such span is decoded again from the keyframe
+before it, and the dissolve test flags every sustained change: benchmarks/bench_shots.py (--repeats 3) measured
+skimming at 0.92-1.09x the frames/s of decoding everything on the real clips (run to run), 0.81x on synthetic
+dissolves and 0.77x on moving shapes, so it is off by default.
 Downscaling: `size` is the short side scored at, 72 px by default.
 benchmarks/bench_shots.py finds the same F1 at 72, 96, 144 px and full size, with 72 px 2-3x faster than 144 px.
 Downscaling averages noise away and lowers borderline scores a little (counter.mp4's colour change at frame 20
@@ -237,7 +241,7 @@ def detect_shots(
     blank_threshold: float | None = 2.0,
     dissolve_threshold: float | None = 0.4,
     size=72,
-    skim: bool = True,
+    skim: bool = False,
     chunk_size: int = 32,
     fps: float | None = None,
     device=None,
@@ -258,7 +262,8 @@ def detect_shots(
             difference of standardised thumbnails; two unrelated pictures score about 1.1) for a dissolve
             (videoai.understand.transitions). None turns it off.
         size: short side frames are scored at (never upscaled); None scores at full resolution.
-        skim: for a file, decode every frame only near possible cuts (see the module doc); False decodes all.
+        skim: for a file, decode every frame only near possible cuts (see the module doc); False (the default, faster
+            on every benchmark set) decodes all.
         device: where to score; default the in-memory frames' device, else CUDA when available.
     """
     if detector not in DETECTORS:
