@@ -12,7 +12,6 @@ Run: OMP_NUM_THREADS=1 python benchmarks/bench_index.py [--copies 40]
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import shutil
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 import torch
 
 from videoai.understand.index import index_videos
+from videoai.understand.index_table import rows_close
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video"
 
@@ -43,16 +43,7 @@ def same_table(a: Path, b: Path) -> bool:
         rows = pq.read_table(path).drop_columns(["elapsed_s", "mtime_ns"]).to_pylist()
         return sorted(({**r, "path": Path(r["path"]).name} for r in rows), key=lambda r: r["path"])
 
-    def close(x, y):
-        if isinstance(x, float) and isinstance(y, float):
-            return math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-7)
-        if isinstance(x, dict) and isinstance(y, dict):
-            return x.keys() == y.keys() and all(close(x[k], y[k]) for k in x)
-        if isinstance(x, list) and isinstance(y, list):
-            return len(x) == len(y) and all(close(u, v) for u, v in zip(x, y))
-        return x == y
-
-    return close(strip(a), strip(b))
+    return rows_close(strip(a), strip(b), rel_tol=1e-5, abs_tol=1e-7)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import torch
 from videoai.tokenize import write_video
 from videoai.understand.index import (DESCRIPTOR_DIM, CatalogueError, IndexConfig, find_videos, index_videos,
                                       weight_free_embedding)
-from videoai.understand.index_table import parts_dir
+from videoai.understand.index_table import parts_dir, rows_close
 from videoai.understand.shots import Shot
 from videoai.understand.tagger import DEFAULT_TAGGER_DIR
 
@@ -175,15 +175,7 @@ def test_ray_local_cluster_gives_the_workers_1_table(library, catalogue, tmp_pat
 
 def same_rows(a: dict, b: dict) -> bool:
     """Equal tables, floats to 1e-6 relative (another process may sum in another order)."""
-    def close(x, y):
-        if isinstance(x, float) and isinstance(y, float):
-            return math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
-        if isinstance(x, dict) and isinstance(y, dict):
-            return x.keys() == y.keys() and all(close(x[k], y[k]) for k in x)
-        if isinstance(x, list) and isinstance(y, list):
-            return len(x) == len(y) and all(close(u, v) for u, v in zip(x, y))
-        return x == y
-    return close(a, b)
+    return rows_close(a, b)
 
 
 def test_sources_lists_and_globs(library, tmp_path):

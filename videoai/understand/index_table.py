@@ -10,6 +10,7 @@ dataclasses `detect_shots` / `motion_stats` return, so fields added to `Shot` la
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -163,3 +164,14 @@ def merge(out: Path, identity: dict) -> int:
     atomic_write(out, lambda temporary: pq.write_table(table, temporary))
     shutil.rmtree(parts_dir(out), ignore_errors=True)
     return table.num_rows
+
+
+def rows_close(a, b, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> bool:
+    """Rows (nested dicts / lists) equal, floats within tolerance: runs in other processes may sum in another order."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(rows_close(a[k], b[k], rel_tol, abs_tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(rows_close(x, y, rel_tol, abs_tol) for x, y in zip(a, b))
+    return a == b
