@@ -15,7 +15,6 @@ interaction-log readers use, so catalogue and log ids compare equal.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -26,15 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from videoai.catalogue_format import FORMAT_VERSION, TOOL, catalogue_metadata
+
 from .cooccurrence import cooccurrence_embeddings
 from .data import _parse_id
 from .semantic_ids import SemanticIDTokenizer
 
-# The table contract of `videoai index` (videoai.understand.index_table): schema metadata under this key, a JSON
-# object naming the tool, the format version and the model that made the embeddings.
-METADATA_KEY = b"videoai.index"
-TOOL = "videoai index"
-FORMAT_VERSIONS = (1,)
 ID_COLUMN = "item_id"
 
 
@@ -109,17 +105,13 @@ def read_catalogue(path: str | os.PathLike, *, name: str = "catalogue") -> Catal
         schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as error:
         raise ValueError(f"{name}: {path!r} is not a readable Parquet file ({str(error).splitlines()[0]})") from None
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    try:
-        meta = json.loads(raw) if raw else None
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict) or meta.get("tool") != TOOL:
+    meta = catalogue_metadata(schema)
+    if meta is None:
         raise ValueError(f"{name}: {path!r} is a Parquet file made by another tool (no {TOOL} metadata); "
                          f"expected a table written by `{TOOL} ... --out {Path(path).name}`")
-    if meta.get("format_version") not in FORMAT_VERSIONS:
+    if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{name}: {path!r} has {TOOL} format {meta.get('format_version')!r}, this version reads "
-                         f"{', '.join(map(str, FORMAT_VERSIONS))}; upgrade videoai")
+                         f"{FORMAT_VERSION}; upgrade videoai")
     missing = [c for c in ("path", "embedding", "error") if c not in schema.names]
     if missing:
         raise ValueError(f"{name}: {path!r} has no {', '.join(missing)} column(s); expected a {TOOL} table")

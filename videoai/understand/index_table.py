@@ -19,11 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from videoai.catalogue_format import FORMAT_VERSION, METADATA_KEY, TOOL, catalogue_metadata
 from videoai.files import atomic_write
 
-METADATA_KEY = b"videoai.index"
-TOOL = "videoai index"
-FORMAT_VERSION = 1
 REUSE = "_reuse"  # parts only: the row reuses the analysis of an earlier row with the same content hash
 STAT_COLUMNS = ("path", "sha256", "file_bytes", "mtime_ns", "error")
 # Columns copied from the row that analysed the same bytes; the rest (path, stat, timing) belong to the file.
@@ -58,11 +56,6 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _metadata(schema: pa.Schema | None) -> dict | None:
-    raw = (schema.metadata or {}).get(METADATA_KEY) if schema is not None else None
-    return json.loads(raw) if raw else None
-
-
 def check_compatible(file: Path, identity: dict, out: Path) -> None:
     """Raise CatalogueError unless `file` is a Parquet file made by this tool with the same model and tags."""
     try:
@@ -70,8 +63,8 @@ def check_compatible(file: Path, identity: dict, out: Path) -> None:
     except (pa.ArrowInvalid, OSError) as error:
         raise CatalogueError(f"out: {str(out)!r} holds {str(file)!r}, which is not a readable Parquet file "
                              f"({str(error).splitlines()[0]}); pick another --out or remove it") from None
-    meta = _metadata(schema)
-    if meta is None or meta.get("tool") != TOOL:
+    meta = catalogue_metadata(schema)
+    if meta is None:
         raise CatalogueError(f"out: {str(file)!r} is a Parquet file made by another tool (no {TOOL} metadata); "
                              "pick another --out, this run will not append to it")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -159,7 +152,7 @@ def merge(out: Path, identity: dict) -> int:
         dim = dims.pop()
         index = table.schema.get_field_index("embedding")
         table = table.set_column(index, "embedding", table["embedding"].cast(pa.list_(pa.float32(), dim)))
-        meta = {**_metadata(table.schema), "embedding_dim": dim}
+        meta = {**catalogue_metadata(table.schema), "embedding_dim": dim}
         table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
     atomic_write(out, lambda temporary: pq.write_table(table, temporary))
     shutil.rmtree(parts_dir(out), ignore_errors=True)
