@@ -32,7 +32,6 @@ from videoai.tokenize.video_io import read_video
 from videoai.train import TrainConfig, Trainer, TrainResult
 
 from .conditioning import check_num_frames
-from .inputs import to_processor_input
 from .latents import encode_video
 from .layouts import TRACK_CONDITIONINGS, ImageCondition, WanLayout
 from .train import GeneratorTrainConfig, add_lora, make_loss_fn, make_optimizer, sample_tracks, understand_track_source
@@ -189,8 +188,8 @@ def encode_finetune_data(pipe, clips, config: FinetuneConfig, track_source: Trac
         video = frames.permute(3, 0, 1, 2)[None].to(device, torch.float32) / 127.5 - 1.0  # (1, 3, T, H, W)
         latents.append(encode_video(pipe.vae, video).cpu())  # (1, C, L, h, w)
         last = frames[-1] if layout.image_pairs else None  # first-last-frame checkpoints need the last frame
-        first_pixels = _pixels(pipe, frames[0], height, width)
-        last_pixels = None if last is None else _pixels(pipe, last, height, width)
+        first_pixels = pipe.preprocess_image(frames[0], height, width)
+        last_pixels = None if last is None else pipe.preprocess_image(last, height, width)
         _, condition = pipe.prepare_latents(first_pixels, last_pixels, 1, num_frames,
                                             torch.Generator(device).manual_seed(0), None)
         masks.append(condition.mask.cpu())
@@ -209,12 +208,6 @@ def encode_finetune_data(pipe, clips, config: FinetuneConfig, track_source: Trac
         names.append(name)
     return FinetuneData(names, torch.cat(latents), torch.cat(masks), torch.cat(condition_latents), torch.cat(texts),
                         torch.tensor(prompt_index), None if images[0] is None else torch.cat(images), all_tracks, key)
-
-
-def _pixels(pipe, frame: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) in [-1, 1], as the pipeline preprocesses its images."""
-    return pipe.video_processor.preprocess(to_processor_input(frame), height=height, width=width).to(
-        pipe._execution_device, torch.float32)
 
 
 class TrajectoryFinetuneDataset(Dataset):

@@ -232,6 +232,12 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         negative = encode(negative_prompt or "") if do_classifier_free_guidance else None
         return positive, negative
 
+    def preprocess_image(self, image: Any, height: int, width: int) -> torch.Tensor:
+        """An input image (PIL, uint8 array/tensor or float tensor) -> (1, 3, H, W) float32 in [-1, 1] on the
+        execution device, resized to height x width."""
+        return self.video_processor.preprocess(to_processor_input(image), height=height, width=width).to(
+            self._execution_device, torch.float32)
+
     def encode_image(self, image: Any, batch_size: int, last_image: Any = None) -> torch.Tensor | None:
         """CLIP image tokens (B, S, D), or (2B, S, D) for [image, last_image] pairs, for transformers with image_dim
         set (Wan 2.1); None otherwise."""
@@ -355,13 +361,10 @@ class TrajectoryImageToVideoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                                                             max_sequence_length)
         image_embeds = self.encode_image(image, batch_size, last_image)
 
-        def pixels_of(picture):  # (1, 3, H, W) in [-1, 1]
-            return self.video_processor.preprocess(to_processor_input(picture), height=height, width=width).to(
-                device, torch.float32)
-
         # 3. Prepare latents and the conditions of both branches
-        latents, condition = self.prepare_latents(pixels_of(image), None if last_image is None else
-                                                  pixels_of(last_image), batch_size, num_frames, generator, latents)
+        last_pixels = None if last_image is None else self.preprocess_image(last_image, height, width)
+        latents, condition = self.prepare_latents(self.preprocess_image(image, height, width), last_pixels,
+                                                  batch_size, num_frames, generator, latents)
         track_condition = condition
         if tracks is not None:
             track_condition = self.layout.with_tracks(condition, tracks.to(device), track_conditioning, track_sigma,
