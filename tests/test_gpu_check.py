@@ -1,27 +1,18 @@
 """benchmarks/gpu_check.py: the CPU smoke run fills every row, and without CUDA it prints one line and exits 0."""
 
-import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
+def gpu_check(load_benchmark):
+    with load_benchmark("gpu_check") as module:
         yield module
-    finally:
-        sys.modules.pop("gpu_check", None)
 
 
 def test_cpu_small_run_fills_every_row(gpu_check, tmp_path, capsys):

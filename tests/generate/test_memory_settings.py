@@ -6,7 +6,6 @@ On this CPU-only machine the offload hooks run with the CPU as their execution d
 on the meta device, group offload to disk writes and reads them back), so the pipeline's device handling is exercised.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -171,15 +170,9 @@ def test_gpu_generate_without_cuda_prints_one_line(tmp_path):
 
 
 @pytest.fixture
-def gpu_generate():
-    spec = importlib.util.spec_from_file_location("gpu_generate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_generate"] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
+def gpu_generate(load_benchmark):
+    with load_benchmark("gpu_generate") as module:
         yield module
-    finally:
-        sys.modules.pop("gpu_generate", None)
 
 
 def test_gpu_generate_without_a_checkpoint_folder_prints_one_line(gpu_generate, tmp_path, monkeypatch, capsys):

@@ -2,12 +2,9 @@
 
 import asyncio
 import contextlib
-import importlib.util
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +15,6 @@ from fastapi.testclient import TestClient
 from videoai.recommend import OneRecRecommender, SemanticIDTokenizer, model_for_tokenizer
 from videoai.recommend.serving import MicroBatcher, create_app, listening_socket
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_serve.py"
 HISTORIES = [["v1", "v2", "v3"], ["v9"], ["v30", "v4"], ["v7", "v8", "v9", "v10", "v11", "v12", "v13"], ["v0"],
              ["v5", "v5", "v6"]]
 
@@ -206,11 +202,12 @@ def test_a_model_error_is_a_500_and_serving_goes_on(recommender):
         assert client.post("/recommend", json={"items": ["v1"], "k": 2}).status_code == 200
 
 
-def test_short_load_run_through_the_benchmark_driver(recommender, monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_serve", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_serve", bench)  # dataclasses look their module up while it executes
-    spec.loader.exec_module(bench)
+def test_short_load_run_through_the_benchmark_driver(recommender, load_benchmark):
+    with load_benchmark("bench_serve") as bench:
+        _short_load_run(recommender, bench)
+
+
+def _short_load_run(recommender, bench):
     bodies = [{"items": h, "k": 5} for h in HISTORIES]
     counting = CountingRecommender(recommender)
     # a wait long enough that concurrent clients share calls even on a loaded machine
