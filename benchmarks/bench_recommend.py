@@ -44,6 +44,7 @@ from videoai.recommend import (  # noqa: E402
     train_onerec,
     train_reward_model,
 )
+from videoai.recommend.constraints import TrieTables, TrieTargets  # noqa: E402
 from videoai.train import TrainConfig  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "amazon"
@@ -83,6 +84,9 @@ def parse_args():
     p.add_argument("--align-anchor-weight", type=float, default=1.0,
                    help="next-token loss on each user's real last item during DPO (AlignmentConfig.anchor_weight)")
     p.add_argument("--reward-epochs", type=int, default=1)
+    p.add_argument("--split", default="test", choices=["test", "valid"],
+                   help="split of the final ranking: valid scores all validation users (for picking settings; the "
+                        "test split is then never read) and skips the latency and alignment stages")
     p.add_argument("--valid-users", type=int, default=1000, help="validation users scored after every epoch (0 = off)")
     p.add_argument("--item-embedding", action=argparse.BooleanOptionalAction, default=True,
                    help="encoder adds a learned item-index embedding to the semantic-ID tokens of each history item")
@@ -95,6 +99,11 @@ def parse_args():
     p.add_argument("--item-loss-weight", type=float, default=0.0,
                    help="weight of OneRec's auxiliary full softmax over all items from the first-token decoder state "
                         "(OneRecConfig.item_loss_weight; needs --node-input; 0 = off)")
+    p.add_argument("--item-score-weights", type=float, nargs="+", default=[0.0],
+                   help="rank with log P(ID) + w * log P_head(item) for each w (0 = beam search alone; needs "
+                        "--item-loss-weight > 0 or a loaded model with an item head): one result row per w")
+    p.add_argument("--head-only", action="store_true",
+                   help="also rank all items by the item head alone (SASRec-style), one more row")
     p.add_argument("--user-state", action=argparse.BooleanOptionalAction, default=True,
                    help="decoder inputs add the encoder output at the latest history item (OneRecConfig."
                         "user_state_input)")
@@ -119,6 +128,22 @@ def sasrec_metrics(model: SASRec, histories: list[torch.Tensor], targets: torch.
     collate = EvalCollator(None, max_history)
     ranked = [model.recommend(collate([(h, -1) for h in histories[i:i + 512]])["history_items"], 10)
               for i in range(0, len(histories), 512)]
+    return ranking_metrics(torch.cat(ranked), targets)
+
+
+@torch.no_grad()
+def head_metrics(model, histories, targets, item_codes, trie) -> dict:
+    """Rank every item by the OneRec item head alone (history items excluded)."""
+    collate = EvalCollator(item_codes, model.config.max_history)
+    tables = TrieTables.of(trie, model.config.codebook_size, "cpu")
+    ranked = []
+    for i in range(0, len(histories), 512):
+        b = collate([(h, -1) for h in histories[i:i + 512]])
+        root = TrieTargets(torch.full((len(b["target"]), 1, 1), tables.root), None)
+        scores = model.item_log_probs(b["history_codes"], b["history_mask"], b["history_items"], root)
+        seen = b["history_items"].masked_fill(~b["history_mask"], scores.shape[1])
+        scores = torch.cat([scores, scores[:, :1]], 1).scatter(1, seen, float("-inf"))[:, :-1]
+        ranked.append(scores.topk(10, dim=1).indices)
     return ranking_metrics(torch.cat(ranked), targets)
 
 
@@ -152,7 +177,7 @@ def beam_latency(model, histories, item_codes, trie, batch_size: int, repeats: i
 def print_results(args, results: dict) -> None:
     """Header (command, machine, budget) and the ranking table of the models run."""
     print()
-    print(f"## bench_recommend — {args.dataset}, leave-last-out, full item set, seen items excluded")
+    print(f"## bench_recommend — {args.dataset}, leave-last-out ({args.split} split), full item set, seen items excluded")
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, shared with other jobs (load {os.getloadavg()[0]:.1f})")
@@ -188,14 +213,14 @@ def main():
     index = {item: i for i, item in enumerate(item_ids)}
     to_idx = lambda seq: torch.tensor([index[i] for i in seq], dtype=torch.long)  # noqa: E731
     train = [to_idx(s) for s in split.train]
-    test_history = [to_idx(s) for s in split.test_history]
-    test_target = torch.tensor([index[i] for i in split.test_target])
+    test_history = [to_idx(s) for s in getattr(split, f"{args.split}_history")]
+    test_target = torch.tensor([index[i] for i in getattr(split, f"{args.split}_target")])
     valid_history = [to_idx(s) for s in split.valid_history[:args.valid_users]]
     valid_target = torch.tensor([index[i] for i in split.valid_target[:args.valid_users]])
     if args.eval_users:
         test_history, test_target = test_history[:args.eval_users], test_target[:args.eval_users]
     log(f"{args.dataset}: {len(data)} users, {len(item_ids)} items, {sum(map(len, data.sequences))} interactions; "
-        f"evaluating {len(test_history)} test users")
+        f"evaluating {len(test_history)} {args.split} users")
 
     # ---- semantic IDs --------------------------------------------------------------------------------------------
     start = time.perf_counter()
@@ -275,11 +300,23 @@ def main():
         log(f"OneRec train loss per epoch: {[round(loss, 4) for loss in epoch_losses]}")
         model.save_pretrained(out_dir / "onerec_model")  # for --load-onerec
     model.eval()
-    start = time.perf_counter()
-    ranked, _ = recommend_indices(model, test_history, item_codes, trie, 10, args.num_beams)
-    results["OneRec (ours)"] = {**ranking_metrics(ranked, test_target), "train_s": result.wall_time,
-                                "seq_per_s": result.samples_per_second, "eval_s": time.perf_counter() - start}
-    log(f"OneRec: {results['OneRec (ours)']}")
+    for weight in args.item_score_weights:
+        start = time.perf_counter()
+        ranked, _ = recommend_indices(model, test_history, item_codes, trie, 10, args.num_beams,
+                                      item_score_weight=weight)
+        name = "OneRec (ours)" if weight == args.item_score_weights[0] else f"OneRec, item_score_weight {weight}"
+        results[name] = {**ranking_metrics(ranked, test_target), "train_s": result.wall_time,
+                         "seq_per_s": result.samples_per_second, "eval_s": time.perf_counter() - start}
+        log(f"{name} (item_score_weight {weight}): {results[name]}")
+    if args.head_only:
+        start = time.perf_counter()
+        results["OneRec item head alone"] = {**head_metrics(model, test_history, test_target, item_codes, trie),
+                                             "train_s": result.wall_time, "seq_per_s": result.samples_per_second,
+                                             "eval_s": time.perf_counter() - start}
+        log(f"item head alone: {results['OneRec item head alone']}")
+    if args.split == "valid":
+        print_results(args, results)
+        return
 
     # ---- beam search latency -------------------------------------------------------------------------------------
     users = test_history[:args.latency_users]

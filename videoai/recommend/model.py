@@ -27,7 +27,8 @@ class OneRecConfig(PretrainedConfig):
                  dropout: float = 0.2, num_user_buckets: int = 0, context_dim: int = 0,
                  aux_loss_weight: float = 0.01, tie_output: bool = True, initializer_range: float = 0.02,
                  num_items: int = 0, num_prefix_nodes: int = 0, node_levels: int = 2, node_input: bool = False,
-                 item_loss_weight: float = 0.0, user_state_input: bool = False, **kwargs):
+                 item_loss_weight: float = 0.0, user_state_input: bool = False, item_score_weight: float = 0.0,
+                 **kwargs):
         self.num_levels, self.codebook_size, self.session_length = num_levels, codebook_size, session_length
         self.max_history, self.d_model, self.num_heads = max_history, d_model, num_heads
         self.num_encoder_layers, self.num_decoder_layers, self.d_ff = num_encoder_layers, num_decoder_layers, d_ff
@@ -59,6 +60,9 @@ class OneRecConfig(PretrainedConfig):
         # cross-attention from a query that is the same for every user, which cannot single out the latest item.
         # Sequential logs gain (Amazon Beauty NDCG@10 +23%); the demo's taste-only simulated users do not.
         self.user_state_input = user_state_input
+        # > 0 (needs num_items): recommend ranks beam-search and item-head candidates by
+        # log P(semantic ID) + item_score_weight * log P_head(item) (fusion.fused_top_k)
+        self.item_score_weight = item_score_weight
         super().__init__(**kwargs)
 
 
@@ -373,6 +377,24 @@ class OneRecModel(PreTrainedModel):
                            trie_targets=trie_targets, history_items=history_items)
         labels = session_codes.flatten(2)[..., None]  # (B, R, S, 1)
         return out.logits.float().log_softmax(-1).gather(-1, labels).squeeze(-1).sum(-1)
+
+    def item_log_probs(self, history_codes: torch.Tensor, history_mask: torch.Tensor,
+                       history_items: torch.Tensor | None = None, trie_targets: TrieTargets | None = None
+                       ) -> torch.Tensor:
+        """Log-softmax over all items (B, N) of the item head: the decoder state that predicts the next item's first
+        token, dotted with item_vectors (the scores item_loss trains; SASRec-style full-catalogue ranking).
+
+        trie_targets: the root step (B, 1, 1[, V]) for models with prefix-node embeddings."""
+        if not self.config.num_items:
+            raise ValueError("item_log_probs needs item vectors: this model has config.num_items = 0")
+        batch = history_codes.shape[0]
+        memory, memory_mask = self.encode(history_codes, history_mask, None, None, history_items)
+        first = history_codes.new_zeros(batch, 1, 1, self.config.num_levels)[..., :1]  # (B, 1, M=1, L=1): BOS only
+        row = torch.full((1,), history_codes.shape[1], device=memory.device)
+        prefix = None if trie_targets is None else trie_targets.prefix_nodes
+        hidden, _ = self.decode(memory, memory_mask, first, row, None, prefix)  # (B, 1, 1, D)
+        vectors = self.item_vectors(torch.arange(self.config.num_items, device=hidden.device))  # (N, D)
+        return (hidden[:, 0, 0] @ vectors.T).float().log_softmax(-1)  # (B, N)
 
     # ---- incremental decoding (used by beam search) ---------------------------------------------------------------
     def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor, num_beams: int) -> DecoderState:

@@ -14,6 +14,7 @@ from videoai.train import TrainConfig, Trainer, TrainResult
 from .beam_search import beam_search
 from .constraints import TrieTables, TrieTargets
 from .data import EvalCollator, LengthGroupedBatchSampler, NextItemCollator, SequenceDataset
+from .fusion import fused_top_k
 from .metrics import ranking_metrics
 
 
@@ -105,8 +106,13 @@ def train_onerec(model, sequences: list[torch.Tensor], item_codes: torch.Tensor,
 @torch.no_grad()
 def recommend_indices(model, histories: list[torch.Tensor], item_codes: torch.Tensor, trie, k: int = 10,
                       num_beams: int | None = None, exclude_seen: bool = True, batch_size: int = 256,
-                      constrained: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                      constrained: bool = True, item_score_weight: float | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k next items (n, k) item indices (-1 if fewer valid beams) and log-prob scores (n, k) by beam search.
+
+    item_score_weight w > 0 (None: model.config.item_score_weight) ranks the beam's items and the item head's top
+    num_beams items together by log P(ID) + w * log P_head(item) (fusion.fused_top_k; constrained search only);
+    the scores are then those fused values.
 
     num_beams defaults to 2k: a wider beam finds higher-scoring items (on Amazon Beauty 20 beams raise validation
     NDCG@10 about 10% over 10 for top-10). With exclude_seen (and constrained), beams that end on a seen item die
@@ -118,6 +124,10 @@ def recommend_indices(model, histories: list[torch.Tensor], item_codes: torch.Te
     collate = EvalCollator(item_codes, model.config.max_history)
     device = model.device
     max_beams = max(num_beams, item_codes.shape[0])
+    weight = getattr(model.config, "item_score_weight", 0.0) if item_score_weight is None else item_score_weight
+    if weight < 0 or (weight and not constrained):
+        raise ValueError(f"item_score_weight must be >= 0 and needs constrained=True, got {weight!r} "
+                         f"(constrained={constrained})")
 
     def search(rows: list[torch.Tensor], beams: int) -> tuple[torch.Tensor, torch.Tensor]:
         batch = collate([(h, -1) for h in rows])
@@ -125,6 +135,10 @@ def recommend_indices(model, histories: list[torch.Tensor], item_codes: torch.Te
         out = beam_search(model, codes, mask, trie, num_beams=beams, session_length=1, constrained=constrained,
                           exclude_codes=codes if exclude_seen else None, exclude_mask=mask,
                           history_items=batch["history_items"].to(device))
+        if weight:
+            top, scores = fused_top_k(model, codes, mask, batch["history_items"].to(device), out.items[:, :, 0],
+                                      out.scores, item_codes.to(device), trie, k, weight, exclude_seen)
+            return top.cpu(), scores.cpu()
         return out.items[:, :k, 0].cpu(), out.scores[:, :k].cpu()  # (b, k), (b, k)
 
     items, scores = [], []
