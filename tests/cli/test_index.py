@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from videoai.understand.index_table import lock_table
 from videoai.understand.tagger import DEFAULT_TAGGER_DIR
 
 
@@ -72,3 +73,7 @@ def test_one_line_errors(cli, library, tmp_path, one_line_error):
                    "--address", "--engine ray")
     one_line_error(*cli("index", library, "--out", tmp_path / "a.parquet", "--model", tmp_path)[::2], "--model")
     assert pq.read_table(foreign).column_names == ["x"]
+    busy = tmp_path / "busy.parquet"
+    with lock_table(busy):  # as another run holds it
+        one_line_error(*cli("index", library, "--out", busy)[::2], "--out", "another run")
+    assert not busy.exists()

@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+import videoai.understand.index as index_module
 from videoai.tokenize import write_video
-from videoai.understand.index import (DESCRIPTOR_DIM, CatalogueError, IndexConfig, find_videos, index_videos,
-                                      weight_free_embedding)
+from videoai.understand.index import (DESCRIPTOR_DIM, WORKER_DIED, CatalogueError, IndexConfig, find_videos,
+                                      index_videos, weight_free_embedding)
 from videoai.understand.index_table import parts_dir, rows_close
 from videoai.understand.shots import Shot
 from videoai.understand.tagger import DEFAULT_TAGGER_DIR
@@ -148,8 +149,10 @@ def test_resume_after_a_kill_loses_nothing(tmp_path):
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(parts.glob("part-*.parquet"))) < 3 and process.poll() is None:
         time.sleep(0.01)
+    with pytest.raises(CatalogueError, match="out: .* is being written by another run"):
+        index_videos(folder, out, progress=False)  # a second run on the same table, while the first holds it
     assert process.poll() is None, "the indexing run finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(signal.SIGKILL)  # the OS frees its lock: the next run goes ahead
     process.wait()
     committed = {p for part in parts.glob("part-*.parquet") for p in pq.read_table(part)["path"].to_pylist()}
     assert len(committed) >= 3 and not out.exists()
@@ -171,6 +174,55 @@ def test_ray_local_cluster_gives_the_workers_1_table(library, catalogue, tmp_pat
         ray.shutdown()
     assert (result.analysed, result.errors) == (5, 2)
     assert same_rows(rows_by_path(out), rows_by_path(source))
+
+
+# Imported by the spawned workers from a file on sys.path (pickle finds a function by module and name).
+CRASHING_TASK = """
+import os
+
+from videoai.understand.index import index_video
+
+
+def index_or_die(path, **kwargs):
+    if os.path.basename(path) == "die.mp4":
+        os._exit(70)  # no Python exception: the process is gone, as after a segfault or an OOM kill
+    return index_video(path, **kwargs)
+"""
+
+
+def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_path, monkeypatch):
+    source, _ = catalogue
+    folder = tmp_path / "lib"
+    shutil.copytree(library, folder)
+    make_clip(folder / "die.mp4", seed=9)
+    (tmp_path / "crashing_task.py").write_text(CRASHING_TASK)
+    monkeypatch.syspath_prepend(tmp_path)  # spawned workers start with this process's sys.path
+    import crashing_task
+
+    monkeypatch.setattr(index_module, "index_video", crashing_task.index_or_die)
+    out = tmp_path / "cat.parquet"
+    result = index_videos(folder, out, workers=2, progress=False)
+    rows = rows_by_path(out)
+    died = rows.pop(str(folder / "die.mp4"))
+    assert died["error"] == WORKER_DIED and died["embedding"] is None
+    assert died["sha256"] == hashlib.sha256((folder / "die.mp4").read_bytes()).hexdigest()
+    assert (result.analysed, result.errors, result.num_rows) == (6, 3, 6)
+    moved = json.loads(json.dumps(rows_by_path(source)).replace(str(library), str(folder)))  # errors name paths
+    assert rows.keys() == moved.keys()
+    for path, row in rows.items():  # every other video as in a run without the crash
+        assert same_rows(row, moved[path]), path
+    again = index_videos(folder, out, workers=2, progress=False)  # the dead one is an error row like any other
+    assert (again.analysed, again.skipped) == (0, 6)
+
+
+def test_weight_free_worker_imports_no_transformers(library):
+    # What a spawned worker imports: index_video's module; transformers (~5 s) only comes with a --model.
+    script = ("import sys\nfrom videoai.understand.index import index_video\n"
+              f"row = index_video({str(library / 'cut.mp4')!r})\n"
+              "print(row['error'], sorted({'transformers', 'diffusers', 'peft'} & set(sys.modules)))")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["None", "[]"], result.stdout
 
 
 def same_rows(a: dict, b: dict) -> bool:

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from ._frames import is_video_batch, load_frames
-from .tagging import load_video_model
 from .zero_shot import ZeroShotModel
 
 
@@ -17,6 +16,8 @@ def embed(video, model=None, *, device=None) -> torch.Tensor:
     model: None (the embedded synthetic-shapes tagger: its pooled feature), a `VideoTagger`, a `ZeroShotModel`
     (CLIP / SigLIP: mean of per-frame image embeddings; X-CLIP: its video embedding) or a local folder of either.
     """
+    from .tagging import load_video_model  # here, not at the top: tagging imports transformers (~5 s)
+
     model = load_video_model(model, device=device)
     videos = list(video) if is_video_batch(video) else [video]
     if not videos:

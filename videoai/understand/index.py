@@ -10,7 +10,9 @@ Resuming: a path whose size and mtime match its row is skipped without being rea
 hashed, and when those bytes were analysed before (any path) their analysis is reused, not recomputed. Rows are
 committed in parts while the run goes (`index_table`), so a killed run loses at most the rows of the last
 `part_seconds`. Identical files inside one run are each analysed: hashing happens in the workers, not the driver,
-so a cluster never funnels every byte through one machine.
+so a cluster never funnels every byte through one machine. A worker process that dies on a video (a segfault or
+OOM kill in a decoder) gives that video a row with `WORKER_DIED` as its error, and the run goes on. One run at a
+time writes a table: a second one on the same `out` is refused while the first holds `<out>.lock`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from videoai.tokenize import read_video, video_info
 from videoai.understand.index_engines import ENGINES, run_engine
 from videoai.understand.index_table import (REUSE, CatalogueError, check_compatible, commit_part, existing_files,
-                                            merge, read_stats)
+                                            lock_table, merge, read_stats)
 from videoai.understand.keyframes import keyframes
 from videoai.understand.motion import ShotMotion, motion_stats
 from videoai.understand.shots import Shot, detect_shots, rgb_to_hsv
@@ -45,6 +47,7 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 HSV_BINS = (8, 3, 3)  # hue x saturation x value bins of the weight-free colour histogram
 DESCRIPTOR = "weight-free: hsv-histogram-72 + motion-5 + shot-rhythm-3, v1"
 DESCRIPTOR_DIM = math.prod(HSV_BINS) + 5 + 3
+WORKER_DIED = "worker process died while indexing this file (a crash or out of memory)"
 
 
 @dataclass
@@ -267,6 +270,17 @@ def index_video(path: str, *, model: str | None = None, tags: tuple[str, ...] | 
     return row
 
 
+def crashed_row(path: str) -> dict:
+    """The row of a video whose worker process died on it: its stat and hash, `WORKER_DIED`, no analysis."""
+    row: dict = {"path": path, "error": WORKER_DIED, "elapsed_s": None}
+    try:  # hashed here, in the driver, for this one file: a rerun then skips it like any error (or retries it)
+        stat = os.stat(path)
+        row.update(file_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=file_sha256(path))
+    except OSError:
+        pass  # gone since: no stat, so the next run looks at it again
+    return row
+
+
 # ----------------------------------------------------------------------------------------------------------- a run
 
 
@@ -338,6 +352,13 @@ def index_videos(sources, out, model=None, workers: int | None = None, engine: s
         raise ValueError(f"model: expected a local model folder, got {model!r}")
     out = _check_out(out)
     paths = find_videos(sources)
+    with lock_table(out):
+        return _index_locked(paths, out, model, workers, engine, address, tags, config, progress, start)
+
+
+def _index_locked(paths: list[str], out: Path, model, workers, engine, address, tags, config: IndexConfig,
+                  progress: bool, start: float) -> IndexResult:
+    """`index_videos` once its arguments are checked and this run holds the lock of `out`."""
     if model is not None:
         model = os.path.abspath(model)
         try:
@@ -359,7 +380,7 @@ def index_videos(sources, out, model=None, workers: int | None = None, engine: s
 
     analysed = reused = errors = 0
     error_paths, buffer, sequence, last_commit = [], [], 0, time.monotonic()
-    rows = run_engine(engine, pending, task, workers=workers, address=address)
+    rows = run_engine(engine, pending, task, crashed=crashed_row, workers=workers, address=address)
     bar = tqdm(rows, total=len(pending), desc="index", unit="video", disable=None if progress else True)
     try:
         for row in bar:  # rows arrive as workers finish them, in any order

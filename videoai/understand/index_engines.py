@@ -2,6 +2,10 @@
 
 Every engine takes the same picklable `task(path) -> row` and yields rows as they finish (any order); the caller
 commits and merges them, so resuming and the table are the same whatever ran the videos.
+
+A local worker process that dies (a segfault or OOM kill in a decoder) breaks the whole pool, and its Python
+exception cannot say which video did it: every video that was in flight then runs alone in a new pool, so a
+second death names its video, which becomes the row `crashed(path)`; then the rest go on in parallel again.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import pickle
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Callable, Iterator
 
@@ -32,22 +37,66 @@ def _run_in_worker(path: str) -> dict:
     return _worker_task(path)
 
 
-def run_local(paths: list[str], task: Callable[[str], dict], workers: int | None) -> Iterator[dict]:
-    """workers == 1: in this process; else a spawn pool, at most 2 videos per worker queued at a time."""
+def _new_pool(task: Callable[[str], dict], workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: torch and the decoder's threads do not survive a fork, and spawn behaves the same on every OS.
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(task,))
+
+
+def run_local(paths: list[str], task: Callable[[str], dict], workers: int | None,
+              crashed: Callable[[str], dict]) -> Iterator[dict]:
+    """workers == 1: in this process; else a spawn pool, at most 2 videos per worker queued at a time.
+
+    crashed(path) -> the row of a video whose worker process died while running it.
+    """
     workers = workers or 1
     if workers == 1 or len(paths) <= 1:
         yield from map(task, paths)
         return
-    # spawn, not fork: torch and the decoder's threads do not survive a fork, and spawn behaves the same on every OS.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(task,)) as pool:
-        queue = iter(paths)
-        running = {pool.submit(_run_in_worker, p) for p in islice(queue, 2 * workers)}
-        while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                yield future.result()
-                running |= {pool.submit(_run_in_worker, p) for p in islice(queue, 1)}
+    pool = _new_pool(task, workers)
+    queue = iter(paths)
+    running: dict[Future, str] = {}
+    suspects: list[str] = []  # in flight when the pool broke: each runs alone until none is left
+    try:
+        while True:
+            if suspects:
+                path = suspects.pop()
+                try:
+                    row = pool.submit(_run_in_worker, path).result()
+                except BrokenProcessPool:  # it died running only this video: this video killed it
+                    row = crashed(path)
+                    pool.shutdown(cancel_futures=True)
+                    pool = _new_pool(task, workers)
+                yield row
+                continue
+            broken = False
+            for path in islice(queue, 2 * workers - len(running)):
+                try:
+                    running[pool.submit(_run_in_worker, path)] = path
+                except BrokenProcessPool:  # broke since the last wait
+                    suspects.append(path)
+                    broken = True
+                    break
+            if not broken:
+                if not running:
+                    return
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    path = running.pop(future)
+                    try:
+                        row = future.result()
+                    except BrokenProcessPool:
+                        suspects.append(path)
+                        broken = True
+                        continue
+                    yield row
+            if broken:  # every unfinished video may be the one that died; finished rows are already yielded
+                suspects += running.values()
+                running.clear()
+                pool.shutdown(cancel_futures=True)
+                pool = _new_pool(task, workers)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _ray_row(item: dict, task: Callable[[str], dict]) -> dict:
@@ -81,9 +130,13 @@ def run_ray(paths: list[str], task: Callable[[str], dict], workers: int | None, 
             ray.shutdown()
 
 
-def run_engine(engine: str, paths: list[str], task: Callable[[str], dict], *, workers: int | None = None,
-               address: str | None = None) -> Iterator[dict]:
-    """Rows of `task` over `paths` on `engine` ("local" or "ray"), yielded as they finish."""
+def run_engine(engine: str, paths: list[str], task: Callable[[str], dict], *, crashed: Callable[[str], dict],
+               workers: int | None = None, address: str | None = None) -> Iterator[dict]:
+    """Rows of `task` over `paths` on `engine` ("local" or "ray"), yielded as they finish.
+
+    crashed(path) -> the row of a video whose local worker process died running it (not used by Ray, which
+    handles its own worker failures).
+    """
     if engine == "ray":
         return run_ray(paths, task, workers, address)
-    return run_local(paths, task, workers)
+    return run_local(paths, task, workers, crashed)

@@ -1,5 +1,6 @@
 """The catalogue table of `index_videos`: its columns and metadata, parts committed during a run, the final merge.
 
+A run holds an exclusive lock on `<out>.lock` from its first read to its merge, so two runs never interleave.
 A run appends rows to small Parquet parts in `<out>.parts/` (each written to a temporary name and renamed, so a
 killed run leaves only whole parts); the merge reads the old table and every part, keeps the newest row per path,
 fills rows that reuse an earlier analysis of the same bytes, and renames the merged table over `out`.
@@ -14,10 +15,12 @@ import math
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 from videoai.catalogue_format import FORMAT_VERSION, METADATA_KEY, TOOL, catalogue_metadata
 from videoai.files import atomic_write
@@ -54,6 +57,28 @@ class CatalogueError(ValueError):
 def parts_dir(out: Path) -> Path:
     """Where a run commits its parts: `<out>.parts/` beside the table."""
     return out.with_name(out.name + ".parts")
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file a run holds while it reads and writes `out`: `<out>.lock` beside the table (left there)."""
+    return out.with_name(out.name + ".lock")
+
+
+@contextmanager
+def lock_table(out: Path):
+    """Hold the exclusive lock of `out` (an OS file lock, freed even when the process is killed), or raise
+    CatalogueError when another run holds it: two merges at once would each drop the other's new rows."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(out), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CatalogueError(f"out: {str(out)!r} is being written by another run (it holds {str(lock_path(out))!r});"
+                             " wait for that run to end or pick another --out") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_compatible(file: Path, identity: dict, out: Path) -> None:
