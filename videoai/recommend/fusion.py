@@ -13,13 +13,14 @@ import torch
 from .constraints import TrieTables, TrieTargets
 
 
-def fused_top_k(model, history_codes: torch.Tensor, history_mask: torch.Tensor, history_items: torch.Tensor,
-                beam_items: torch.Tensor, beam_scores: torch.Tensor, item_codes: torch.Tensor, trie, k: int,
-                weight: float, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k items (B, k) (-1 where fewer) by log P_gen + weight * log P_head, and those fused scores (B, k).
+def fusion_candidates(model, history_codes: torch.Tensor, history_mask: torch.Tensor, history_items: torch.Tensor,
+                      beam_items: torch.Tensor, beam_scores: torch.Tensor, item_codes: torch.Tensor, trie,
+                      exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidates (B, 2K) (-1 = none): the beam's K items and the item head's top K not in the beam, with their
+    exact generative log-probabilities (B, 2K) and item-head log-probabilities (B, 2K) (-inf for none).
 
     beam_items / beam_scores (B, K): constrained beam-search items (-1 = dead beam) and their log-probabilities.
-    Candidates are those K plus the item head's top K (history items left out with exclude_seen).
+    With exclude_seen the head leaves out history items (beam search already did).
     """
     batch, beams = beam_items.shape
     device = history_codes.device
@@ -32,15 +33,28 @@ def fused_top_k(model, history_codes: torch.Tensor, history_mask: torch.Tensor, 
         head = head.masked_fill(seen, float("-inf"))
     extra = head.topk(min(beams, head.shape[1]), dim=1).indices  # (B, K') head candidates
     extra = extra.masked_fill((extra[:, :, None] == beam_items[:, None, :]).any(-1), -1)  # already in the beam
-    extra_codes = item_codes[extra.clamp_min(0)]  # (B, K', L)
-    sessions = extra_codes[:, :, None, :]  # (B, K', M=1, L)
+    sessions = item_codes[extra.clamp_min(0)][:, :, None, :]  # (B, K', M=1, L)
     extra_scores = model.session_log_prob(history_codes, history_mask, sessions,
                                           trie_targets=tables.targets(sessions),
                                           history_items=history_items)  # (B, K')
     items = torch.cat([beam_items, extra], 1)  # (B, K + K')
-    generative = torch.cat([beam_scores, extra_scores.masked_fill(extra < 0, float("-inf"))], 1)
-    fused = generative + weight * head.gather(1, items.clamp_min(0))
-    fused = fused.masked_fill(items < 0, float("-inf"))
+    generative = torch.cat([beam_scores, extra_scores], 1).masked_fill(items < 0, float("-inf"))
+    return items, generative, head.gather(1, items.clamp_min(0)).masked_fill(items < 0, float("-inf"))
+
+
+def fuse(items: torch.Tensor, generative: torch.Tensor, head: torch.Tensor, weight: float, k: int
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of candidates (B, C) by generative + weight * head -> items (B, k) (-1 where fewer), scores (B, k)."""
+    fused = (generative + weight * head).masked_fill(items < 0, float("-inf"))
     scores, order = fused.topk(min(k, items.shape[1]), dim=1)  # (B, k)
-    top = items.gather(1, order).masked_fill(scores.isneginf(), -1)
-    return top, scores
+    return items.gather(1, order).masked_fill(scores.isneginf(), -1), scores
+
+
+def fused_top_k(model, history_codes: torch.Tensor, history_mask: torch.Tensor, history_items: torch.Tensor,
+                beam_items: torch.Tensor, beam_scores: torch.Tensor, item_codes: torch.Tensor, trie, k: int,
+                weight: float, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k items (B, k) (-1 where fewer) by log P_gen + weight * log P_head over fusion_candidates, and those
+    fused scores (B, k)."""
+    candidates = fusion_candidates(model, history_codes, history_mask, history_items, beam_items, beam_scores,
+                                   item_codes, trie, exclude_seen)
+    return fuse(*candidates, weight, k)
