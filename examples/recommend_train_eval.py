@@ -1,6 +1,6 @@
 """Train a OneRec-style generative recommender on an interaction log and report leave-last-out Recall/NDCG.
 
-    python examples/recommend_train_eval.py --log ../shared/data/amazon/Beauty.txt --epochs 2 --output /tmp/onerec
+    python examples/recommend_train_eval.py --log ../shared/data/amazon/Beauty.txt --output /tmp/onerec
     python examples/recommend_train_eval.py --log interactions.csv   # rows: user,item,timestamp[,label]
 
 Multi-process: `accelerate launch examples/recommend_train_eval.py ...` (the shared Trainer handles the processes).
@@ -32,9 +32,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", required=True, help="ICLRec .txt (user item item ...) or .csv/.tsv interaction log")
     parser.add_argument("--output", default="/tmp/onerec")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=20, help="the benchmark's budget (1,760 steps on Beauty)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--codebook-size", type=int, default=256)
     parser.add_argument("--d-model", type=int, default=64)
@@ -46,7 +46,7 @@ def main():
     split = leave_last_out(data)
     tokenizer = SemanticIDTokenizer.from_sequences(split.train, sorted(data.items), args.levels, args.codebook_size)
     train = [tokenizer.item_index(seq) for seq in split.train]
-    model = model_for_tokenizer(tokenizer, d_model=args.d_model, d_ff=4 * args.d_model, moe_dispatch="dense")
+    model = model_for_tokenizer(tokenizer, d_model=args.d_model)
     steps = args.epochs * len(make_train_loader(train, tokenizer.codes, args.batch_size))
     train_onerec(model, train, tokenizer.codes,
                  TrainConfig(output_dir=Path(args.output) / "train", max_steps=steps, checkpoint_every=steps),

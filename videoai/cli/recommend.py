@@ -50,9 +50,12 @@ def add_parser(subparsers) -> None:
                        help="with --catalogue: append WEIGHT x the co-occurrence embedding of each watched item to "
                             "its content embedding (default: 0, content only)")
     train.add_argument("--out", required=True, metavar="DIR", help="recommender folder to write")
-    train.add_argument("--steps", type=positive_int, help="optimizer steps (default: 2 epochs)")
+    train.add_argument("--epochs", type=positive_int, default=20,
+                       help="passes over the training split (default: 20, the benchmark's budget: 20 x ceil(users / "
+                            "batch size) steps, e.g. 1,760 on Amazon Beauty and 2,800 on Sports_and_Outdoors)")
+    train.add_argument("--steps", type=positive_int, help="optimizer steps (overrides --epochs)")
     train.add_argument("--batch-size", type=positive_int, default=256, help="default: 256")
-    train.add_argument("--lr", type=float, default=2e-3, help="learning rate (default: 2e-3)")
+    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine decay (default: 1e-3)")
     train.add_argument("--levels", type=positive_int, default=2, help="residual k-means levels per ID (default: 2)")
     train.add_argument("--codebook-size", type=positive_int,
                        help="codes per level (default: 256, smaller for catalogues under 1024 items)")
@@ -228,10 +231,12 @@ def run_train(args: argparse.Namespace) -> None:
         tokenizer = tokenizer_from_catalogue(items, catalogue.embeddings, split.train,
                                              fuse_weight=args.fuse_cooccurrence, **fit)
     train = [tokenizer.item_index(sequence) for sequence in split.train]
-    # Content IDs: deeper prefix-node vectors learn from watched items only, so they rank unwatched ones last
-    model = model_for_tokenizer(tokenizer, max_history=args.max_history, d_model=args.d_model, d_ff=4 * args.d_model,
-                                **({} if catalogue is None else {"node_levels": 1}))
-    steps = args.steps or 2 * len(make_train_loader(train, tokenizer.codes, args.batch_size, args.max_history))
+    # Content IDs: deeper prefix-node vectors and the item head learn from watched items only, so they would rank
+    # unwatched ones last
+    cold = {} if catalogue is None else {"node_levels": 1, "item_loss_weight": 0.0, "item_score_weight": 0.0}
+    model = model_for_tokenizer(tokenizer, max_history=args.max_history, d_model=args.d_model, **cold)
+    steps = args.steps or args.epochs * len(make_train_loader(train, tokenizer.codes, args.batch_size,
+                                                               args.max_history))
     _, result = train_onerec(model, train, tokenizer.codes,
                              TrainConfig(output_dir=out / "train", max_steps=steps, seed=max(args.seed, 0),
                                          progress_bar=show_progress()),
