@@ -1,12 +1,17 @@
 """Cost of the OneRec recommender as the catalogue grows: synthetic logs at 10k, 100k and 1M items.
 
 For each size: semantic-ID fit time and peak memory (SemanticIDTokenizer.from_sequences, split into its
-co-occurrence embeddings / residual k-means fit / encode / disambiguation / trie steps), training seq/s
+co-occurrence embeddings / residual k-means fit / encode / disambiguation (+ spill) / trie steps), training seq/s
 (train_onerec on model_for_tokenizer for a few steps), constrained beam-search ms/user at batch 256 and batch 1
-(recommend_indices, k=10, 20 beams), and tensor bytes of the model and of the trie (+ its decoding tables); then
-the growth exponent of each figure (log-log slope between consecutive sizes; 1.0 = linear in the catalogue).
+(recommend_indices, k=10, 20 beams), tensor bytes of the model and of the trie (+ its decoding tables), and V, the
+model's tokens per level (the codebook size, or more if an ID group needs more disambiguation suffixes, which
+spill_large_groups avoids while a prefix has room); then the growth exponent of each figure (log-log slope
+between consecutive sizes; 1.0 = linear in the catalogue).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_recommend_scale.py --sizes 10000 100000 1000000
+
+--peer-unspilled adds a second table: the same training and beam-search figures for the IDs of the same fit before
+spill_large_groups (what the disambiguation suffix alone gives), timed in the same process just before.
 
 The log has a known structure: items fall in latent clusters of --cluster-size items, each user draws a sequence
 from --user-clusters clusters with Zipf-like popularity inside a cluster. Peak memory is the process's resident
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
@@ -63,6 +69,8 @@ def parse_args():
     p.add_argument("--single-users", type=int, default=16, help="users searched one at a time")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peer-unspilled", action="store_true",
+                   help="also time training and beam search on the same IDs before spill_large_groups (the peer)")
     p.add_argument("--row-json", action="store_true", help=argparse.SUPPRESS)  # child process: one size, JSON row
     return p.parse_args()
 
@@ -120,8 +128,9 @@ def synthetic_log(num_items: int, num_users: int, args) -> tuple[torch.Tensor, t
 class Phases:
     """Time and peak memory of named calls made inside from_sequences (patched with timing wrappers)."""
 
-    def __init__(self):
+    def __init__(self, keep: tuple[str, ...] = ()):
         self.seconds, self.peak = {}, {}
+        self.keep, self.outputs = keep, {}  # outputs of the functions named in keep, by function name
 
     def wrap(self, name, function):
         def timed(*a, **k):
@@ -129,6 +138,8 @@ class Phases:
                 start = time.perf_counter()
                 out = function(*a, **k)
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            if function.__name__ in self.keep:
+                self.outputs[function.__name__] = out
             self.peak[name] = max(self.peak.get(name, 0), memory.bytes)
             return out
         return timed
@@ -137,7 +148,7 @@ class Phases:
         stack = contextlib.ExitStack()
         module = semantic_ids_module
         for attr, name in [("cooccurrence_embeddings", "cooc"), ("make_collision_free", "disamb"),
-                           ("PrefixTrie", "trie")]:
+                           ("spill_large_groups", "disamb"), ("PrefixTrie", "trie")]:
             stack.enter_context(mock.patch.object(module, attr, self.wrap(name, getattr(module, attr))))
         for attr, name in [("fit", "rkm_fit"), ("encode", "rkm_encode")]:
             original = getattr(ResidualKMeans, attr)
@@ -145,11 +156,11 @@ class Phases:
         return stack
 
 
-def fit_tokenizer(flat, lengths, num_items, args) -> tuple[SemanticIDTokenizer, dict]:
+def fit_tokenizer(flat, lengths, num_items, args) -> tuple[SemanticIDTokenizer, SemanticIDTokenizer | None, dict]:
     sequences_list = flat.tolist()
     bounds = [0, *torch.cumsum(lengths, 0).tolist()]
     sequences = [sequences_list[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    phases = Phases()
+    phases = Phases(keep=("make_collision_free",) if args.peer_unspilled else ())
     with phases.patches(), PeakMemory() as memory:
         start = time.perf_counter()
         tokenizer = SemanticIDTokenizer.from_sequences(
@@ -160,13 +171,20 @@ def fit_tokenizer(flat, lengths, num_items, args) -> tuple[SemanticIDTokenizer, 
     row.update(fit_s=total, fit_peak_mb=memory.bytes / MB, cooc_peak_mb=phases.peak["cooc"] / MB,
                rkm_peak_mb=phases.peak["rkm_fit"] / MB, trie_peak_mb=phases.peak["trie"] / MB,
                vocab=tokenizer.vocab_size, collisions=tokenizer.num_collisions)
-    return tokenizer, row
+    peer = None
+    if args.peer_unspilled:  # the same fit with the IDs make_collision_free gave, before spill_large_groups
+        peer = copy.copy(tokenizer)
+        peer._set_codes(tokenizer.item_ids, phases.outputs["make_collision_free"])
+        row.update(peer_vocab=peer.vocab_size, spilled=int((peer.codes != tokenizer.codes).any(1).sum()))
+    return tokenizer, peer, row
 
 
 def train_speed(tokenizer, sequences, args) -> tuple[object, dict]:
     torch.manual_seed(args.seed)
     with PeakMemory() as model_memory:
-        model = model_for_tokenizer(tokenizer)
+        # the generative path alone: the item head is a full softmax over the catalogue (O(items) per target, as
+        # SASRec's cross-entropy), so model_for_tokenizer's default item_loss_weight is off here
+        model = model_for_tokenizer(tokenizer, item_loss_weight=0.0)
     optim = OptimizerConfig(batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp, PeakMemory() as memory:
         config = TrainConfig(output_dir=tmp, max_steps=1, progress_bar=False, log_every=1, seed=args.seed)
@@ -208,9 +226,14 @@ def run_size(num_items: int, args) -> dict:
         num_users = args.max_users
     flat, lengths = synthetic_log(num_items, num_users, args)
     row = {"items": num_items, "users": num_users, "interactions": flat.numel()}
-    tokenizer, fit_row = fit_tokenizer(flat, lengths, num_items, args)
+    tokenizer, peer, fit_row = fit_tokenizer(flat, lengths, num_items, args)
     row.update(fit_row)
     sequences = list(torch.split(flat, lengths.tolist()))  # item indices = item ids here
+    if peer is not None:  # the peer first, then this tokenizer, each train then beam search
+        peer_model, peer_row = train_speed(peer, sequences, args)
+        peer_row.update(beam_speed(peer_model, peer, sequences, args))
+        row.update({f"peer_{key}": value for key, value in peer_row.items()})
+        del peer_model
     model, train_row = train_speed(tokenizer, sequences, args)
     row.update(train_row)
     row.update(beam_speed(model, tokenizer, sequences, args))
@@ -232,15 +255,25 @@ COLUMNS = [  # (key, header, format, grows-with-cost: exponent of the figure its
 ]
 
 
-def print_table(rows: list[dict]) -> None:
-    print("| " + " | ".join(header for _, header, _, _ in COLUMNS) + " |")
-    print("|" + "|".join("---:" for _ in COLUMNS) + "|")
+PEER_COLUMNS = [  # --peer-unspilled: the same figures for the IDs before spill_large_groups
+    ("items", "items", "{:>9d}", None), ("peer_vocab", "peer V", "{:>6d}", None),
+    ("spilled", "spilled items", "{:>13d}", None), ("peer_train_seq_s", "peer train seq/s", "{:>16.1f}", False),
+    ("train_seq_s", "train seq/s", "{:>11.1f}", False), ("peer_beam256_ms", "peer beam@256 ms", "{:>16.2f}", True),
+    ("beam256_ms", "beam@256 ms", "{:>11.2f}", True), ("peer_beam1_ms", "peer beam@1 ms", "{:>14.1f}", True),
+    ("beam1_ms", "beam@1 ms", "{:>9.1f}", True), ("peer_model_mb", "peer model MB", "{:>13.1f}", True),
+    ("model_mb", "model MB", "{:>8.1f}", True),
+]
+
+
+def print_table(rows: list[dict], columns=COLUMNS) -> None:
+    print("| " + " | ".join(header for _, header, _, _ in columns) + " |")
+    print("|" + "|".join("---:" for _ in columns) + "|")
     for row in rows:
-        print("| " + " | ".join(fmt.format(row[key]) for key, _, fmt, _ in COLUMNS) + " |")
+        print("| " + " | ".join(fmt.format(row[key]) for key, _, fmt, _ in columns) + " |")
     for a, b in zip(rows[:-1], rows[1:]):
         scale = math.log(b["items"] / a["items"])
         cells = []
-        for key, _, _, cost in COLUMNS:
+        for key, _, _, cost in columns:
             if cost is None:
                 cells.append(f"{math.log(b[key] / a[key]) / scale:.2f}" if a[key] > 0 and b[key] > 0 else "-")
                 continue
@@ -279,6 +312,9 @@ def main():
         rows.append(json.loads(next(line[4:] for line in out.splitlines() if line.startswith("ROW "))))
         print(f"# {size} items done in {time.perf_counter() - start:.0f} s: {rows[-1]}", flush=True)
     print_table(rows)
+    if args.peer_unspilled:
+        print()
+        print_table(rows, PEER_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,12 @@ def test_bad_input():
         cooccurrence_counts([], num_items=3)
     with pytest.raises(ValueError, match="dim"):
         cooccurrence_embeddings([torch.tensor([0, 1])], num_items=3, dim=3)
+
+
+def test_items_without_cooccurrence_get_zero_rows():
+    # the tokenizer spreads these identical rows over codes (spill_large_groups); the embedding itself stays zero
+    generator = torch.Generator().manual_seed(0)
+    sequences = [torch.randint(0, 10, (6,), generator=generator) for _ in range(50)] + [torch.tensor([12])]
+    emb = cooccurrence_embeddings(sequences, 16, dim=4)
+    assert (emb[10:].norm(dim=1) == 0).all()  # never seen, or seen alone (item 12)
+    assert torch.allclose(emb[:10].norm(dim=1), torch.ones(10), atol=1e-5)

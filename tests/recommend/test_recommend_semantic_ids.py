@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from videoai.recommend import SemanticIDTokenizer, UnknownItemError
+from videoai.recommend import (
+    SemanticIDTokenizer,
+    UnknownItemError,
+    cooccurrence_embeddings,
+)
+from videoai.tokenize.semantic_ids import make_collision_free
 
 
 def clustered_embeddings(num_items=48, dim=8, seed=0):
@@ -29,13 +34,52 @@ def test_fit_gives_unique_ids_and_round_trips():
 def test_identical_embeddings_are_disambiguated():
     embeddings = clustered_embeddings(16)
     embeddings[8:] = embeddings[0]  # 9 identical items -> same residual codes
-    tokenizer = SemanticIDTokenizer(levels=2, codebook_size=4, balanced=False, iters=3).fit(embeddings)
+    tokenizer = SemanticIDTokenizer(levels=2, codebook_size=16, balanced=False, iters=3).fit(embeddings)
     assert torch.unique(tokenizer.codes, dim=0).shape[0] == 16
     duplicates = tokenizer.codes[[0] + list(range(8, 16))]
     assert (duplicates[:, :2] == duplicates[0, :2]).all()
     assert sorted(duplicates[:, 2].tolist()) == list(range(9))
     assert tokenizer.num_collisions >= 8
-    assert tokenizer.vocab_size >= 9  # the suffix needs 9 tokens although the codebook has 4
+
+
+def test_groups_larger_than_the_codebook_spill_to_nearby_codes():
+    embeddings = clustered_embeddings(16)
+    embeddings[6:] = embeddings[0]  # 11 identical items, codebook 4: the suffix alone would need 11 tokens
+    tokenizer = SemanticIDTokenizer(levels=2, codebook_size=4, balanced=False, iters=3).fit(embeddings)
+    plain = make_collision_free(tokenizer.quantizer.encode(embeddings))
+    assert int(plain[:, -1].max()) == 10
+    assert torch.unique(tokenizer.codes, dim=0).shape[0] == 16
+    assert tokenizer.vocab_size == 4
+    kept = plain[:, -1] < 4
+    assert torch.equal(tokenizer.codes[kept], plain[kept])  # only the rows past the 4th of the group move
+    moved = tokenizer.codes[~kept]
+    assert (moved[:, 0] == plain[0, 0]).all()  # ... and keep their first-level code
+
+
+def test_zero_signal_catalogue_keeps_a_small_vocabulary():
+    # 300 items, users touch only 0..59: 240 items never co-occur and get identical (zero) embeddings
+    generator = torch.Generator().manual_seed(0)
+    sequences = [torch.randint(0, 60, (8,), generator=generator).tolist() for _ in range(200)]
+    tokenizer = SemanticIDTokenizer.from_sequences(sequences, item_ids=range(300), levels=2, codebook_size=8,
+                                                   embedding_dim=8, iters=5)
+    embeddings = cooccurrence_embeddings([torch.tensor(s) for s in sequences], 300, 8)
+    plain = make_collision_free(tokenizer.quantizer.encode(embeddings))
+    assert int(plain[:, -1].max()) >= 16  # balanced k-means alone keeps the zero rows in large groups
+    assert tokenizer.vocab_size == 8
+    assert torch.unique(tokenizer.codes, dim=0).shape[0] == 300
+    assert tokenizer.decode(tokenizer.codes) == list(range(300))
+    kept = plain[:, -1] < 8
+    assert torch.equal(tokenizer.codes[kept], plain[kept])
+    assert (embeddings[~kept].norm(dim=1) == 0).all()  # only zero-signal items moved
+
+
+def test_spill_without_room_keeps_ids_unique():
+    # levels=1: the prefix is the root, with room for K*K = 16 rows; 20 identical rows cannot all fit
+    embeddings = torch.ones(20, 4)
+    tokenizer = SemanticIDTokenizer(levels=1, codebook_size=4, balanced=False, iters=2).fit(embeddings)
+    assert torch.unique(tokenizer.codes, dim=0).shape[0] == 20
+    assert tokenizer.vocab_size == 8  # 4 rows past the full root keep suffixes 4..7
+    assert tokenizer.lookup(tokenizer.codes).tolist() == list(range(20))
 
 
 def test_unknown_items_and_bad_input():

@@ -60,7 +60,8 @@ class SemanticIDTokenizer:
             raise ValueError(f"need at least codebook_size={codebook_size} items to fit, got {embeddings.shape[0]}")
         self.quantizer.fit(embeddings)
         codes = self.quantizer.encode(embeddings)  # (N, levels), balanced over the catalogue when configured
-        self._set_codes(item_ids, make_collision_free(codes))
+        codes = spill_large_groups(make_collision_free(codes), embeddings, self.quantizer)  # (N, levels+1)
+        self._set_codes(item_ids, codes)
         return self
 
     @classmethod
@@ -71,7 +72,8 @@ class SemanticIDTokenizer:
 
         sequences: users' chronological item ids (use the training split only); item_ids: the whole catalogue
         (default: the items in sequences, sorted), items that never co-occur get a zero embedding and unique IDs
-        through the disambiguation token; iters: Lloyd iterations per residual k-means level.
+        through the disambiguation token (spread over nearby last-level codes past codebook_size of them, see
+        spill_large_groups); iters: Lloyd iterations per residual k-means level.
         """
         item_ids = sorted({item for seq in sequences for item in seq}) if item_ids is None else list(item_ids)
         index = {item: i for i, item in enumerate(item_ids)}
@@ -176,6 +178,48 @@ class SemanticIDTokenizer:
                              f"({len(config['item_ids'])}, {config['num_levels']}) from {CONFIG_NAME}")
         tokenizer._set_codes(config["item_ids"], codes)
         return tokenizer
+
+
+def spill_large_groups(ids: torch.Tensor, embeddings: torch.Tensor, quantizer: ResidualKMeans) -> torch.Tensor:
+    """Keep the disambiguation token below codebook_size K: the rows after the K-th of an ID group move to the
+    nearest last-level codes (under the same coarser prefix) that still have room.
+
+    ids (N, L+1) from make_collision_free; returned as is when no group is larger than K. Only rows with a
+    suffix >= K change: their group shares all residual codes, so its rows are ones the quantizer cannot tell
+    apart (identical embeddings, e.g. items that never co-occur), and balanced k-means keeps such a group in
+    chunks of about N/K, which would make the model's vocabulary (and its output layer) grow with the
+    catalogue. A moved row takes the next free suffix of its new code, so no other item's ID changes. Rows that
+    find no room (a prefix holding more than K*K rows) keep their code and a suffix >= K.
+    """
+    size = quantizer.config.codebook_size
+    if int(ids[:, -1].max()) < size:
+        return ids
+    ids = ids.clone()
+    last = ids.shape[1] - 2  # column of the last residual level; ids[:, :last] is the prefix it refines
+    codebook = quantizer.codebooks[last]  # (K, D)
+    embeddings = embeddings.to(codebook)
+    over = ids[:, -1] >= size  # (N,)
+    settled = ~over  # rows whose ID is final; in each (prefix, code) their suffixes are 0, 1, ..., count-1
+    over_rows = over.nonzero().squeeze(1)  # (M,) ascending, so rows keep their order inside a group
+    groups, group_of = torch.unique(ids[over_rows, :-1], dim=0, return_inverse=True)  # (G, L), (M,)
+    for g in range(groups.shape[0]):
+        rows, prefix = over_rows[group_of == g], groups[g, :last]  # (m,), (last,)
+        same_prefix = settled & (ids[:, :last] == prefix).all(1)  # (N,)
+        taken = torch.bincount(ids[same_prefix, last], minlength=size)  # (K,) suffixes used per last-level code
+        residual = embeddings[rows].mean(0)  # (D,) what the last level quantizes, rows being (near) identical
+        if last > 0:
+            residual = residual - quantizer.decode(prefix.unsqueeze(0))[0]
+        order = torch.argsort((codebook - residual).square().sum(1), stable=True)  # (K,) nearest code first
+        room = (size - taken[order]).clamp(min=0)  # (K,) free suffixes in preference order
+        end = room.cumsum(0)  # (K,) rows placed once codes order[:i+1] are full
+        placed = min(rows.numel(), int(end[-1]))
+        slot = torch.searchsorted(end, torch.arange(placed, device=ids.device), right=True)  # (placed,)
+        code = order[slot]
+        ids[rows[:placed], last] = code
+        ids[rows[:placed], -1] = taken[code] + torch.arange(placed, device=ids.device) - (end - room)[slot]
+        ids[rows[placed:], -1] = size + torch.arange(rows.numel() - placed, device=ids.device)  # no room left
+        settled[rows[:placed]] = True
+    return ids
 
 
 def _atomic(target: Path, write) -> None:
