@@ -160,6 +160,58 @@ def test_bad_arguments(recommender):
         create_app(recommender, num_beams=0)
     with pytest.raises(TypeError, match="recommender must be a OneRecRecommender"):
         create_app("model/")
+    with pytest.raises(ValueError, match="max_queue"):
+        create_app(recommender, max_queue=0)
+    with pytest.raises(ValueError, match="timeout_ms"):
+        MicroBatcher(recommender, timeout_ms=0)
+
+
+class SlowRecommender(CountingRecommender):
+    """Blocks its first `slow` model calls until `release` is set (or 10 s pass)."""
+
+    def __init__(self, recommender, slow: int = 1):
+        super().__init__(recommender)
+        self.slow, self.release, self.entered = slow, threading.Event(), threading.Event()
+
+    def recommend(self, histories, k=10, num_beams=None, exclude_seen=True):
+        if len(self.calls) < self.slow:
+            self.entered.set()
+            self.release.wait(10)
+        return super().recommend(histories, k, num_beams, exclude_seen)
+
+
+def test_a_full_queue_answers_503_and_serving_goes_on(recommender):
+    slow = SlowRecommender(recommender)
+    app = create_app(slow, max_batch_size=1, max_wait_ms=0, max_queue=1)
+    body = {"items": ["v1"], "k": 2}
+
+    async def scenario(url):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            first = asyncio.create_task(client.post("/recommend", json=body))  # taken by the batch loop, blocks
+            await asyncio.to_thread(slow.entered.wait, 10)
+            second = asyncio.create_task(client.post("/recommend", json=body))  # fills the queue of 1
+            while (await client.get("/health")).json()["queued"] < 1:
+                await asyncio.sleep(0.01)
+            third = await client.post("/recommend", json=body)  # no room: shed at once
+            slow.release.set()
+            return await first, await second, third, (await client.get("/health")).json()
+
+    with live_server(app) as url:
+        first, second, third, health = asyncio.run(scenario(url))
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert third.status_code == 503 and third.headers["retry-after"] == "1"
+    assert "max_queue" in third.json()["error"] and health["overloaded"] == 1
+
+
+def test_a_request_past_its_timeout_answers_504_and_serving_goes_on(recommender):
+    slow = SlowRecommender(recommender)
+    with TestClient(create_app(slow, max_wait_ms=0, timeout_ms=200)) as client:
+        late = client.post("/recommend", json={"items": ["v1"], "k": 2})
+        assert late.status_code == 504 and "200 ms" in late.json()["error"]
+        slow.release.set()
+        answer = client.post("/recommend", json={"items": ["v1"], "k": 2})
+        assert answer.status_code == 200, answer.text
+        assert client.get("/health").json()["timed_out"] == 1
 
 
 def test_concurrent_requests_are_one_model_call(recommender):

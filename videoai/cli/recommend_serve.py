@@ -27,6 +27,10 @@ def add_parser(commands) -> None:
                        help="most requests in one model call (default: 32; 1 serves them one at a time)")
     serve.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                        help="longest wait for more requests after the first of a batch, in ms (default: 5)")
+    serve.add_argument("--max-queue", type=positive_int, default=1024,
+                       help="most requests waiting for a batch; more get 503 with Retry-After (default: 1024)")
+    serve.add_argument("--timeout-ms", type=positive_float,
+                       help="answer 504 to a request not answered within this many ms (default: no limit)")
     serve.add_argument("--num-beams", type=positive_int,
                        help="beam width (default: twice the largest k in the batch); a fixed width makes each answer "
                             "independent of the requests batched with it")
@@ -39,15 +43,21 @@ def add_parser(commands) -> None:
 port_number = int_in_range("a port number in [0, 65535]", 0, 65535)  # argparse type: a TCP port
 
 
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
+def non_negative_float(text: str, positive: bool = False) -> float:
+    """argparse type: a finite number >= 0 (> 0 with positive)."""
+    bound = "> 0" if positive else ">= 0"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}") from None
+    if not 0 <= value < float("inf") or (positive and value == 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return non_negative_float(text, positive=True)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -73,6 +83,7 @@ def run_serve_http(args: argparse.Namespace) -> None:
     with sock:
         recommender = load_recommender(args.model, args.device)
         app = create_app(recommender, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                         max_queue=args.max_queue, timeout_ms=args.timeout_ms,
                          num_beams=args.num_beams)
         host, port = sock.getsockname()[:2]
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -38,6 +38,12 @@ class BatchStats:
     requests: int = 0
     batches: int = 0
     largest_batch: int = 0
+    overloaded: int = 0
+    timed_out: int = 0
+
+
+class Overloaded(RuntimeError):
+    """More requests are waiting than MicroBatcher.max_queue allows (HTTP 503)."""
 
 
 @dataclass
@@ -49,21 +55,36 @@ class _Pending:
 
 class MicroBatcher:
     """Gathers concurrent requests into one `recommend` call: up to max_batch_size, waiting at most max_wait_ms
-    after the first; the model runs in a worker thread so the event loop keeps accepting requests meanwhile."""
+    after the first; the model runs in a worker thread so the event loop keeps accepting requests meanwhile.
+
+    max_queue: most requests waiting for a batch (more raise Overloaded at once, so an overloaded server sheds load
+    instead of answering everyone late); timeout_ms: a request not answered by then raises TimeoutError and is
+    dropped from its batch if the search has not started (None: no limit)."""
 
     def __init__(self, recommender: OneRecRecommender, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 num_beams: int | None = None):
+                 num_beams: int | None = None, max_queue: int = 1024, timeout_ms: float | None = None):
         if not isinstance(max_batch_size, int) or isinstance(max_batch_size, bool) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive int, got {max_batch_size!r}")
         if not isinstance(max_wait_ms, (int, float)) or isinstance(max_wait_ms, bool) or not max_wait_ms >= 0:
             raise ValueError(f"max_wait_ms must be a number >= 0, got {max_wait_ms!r}")
         if num_beams is not None and (not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1):
             raise ValueError(f"num_beams must be None or a positive int, got {num_beams!r}")
+        if not isinstance(max_queue, int) or isinstance(max_queue, bool) or max_queue < 1:
+            raise ValueError(f"max_queue must be a positive int, got {max_queue!r}")
+        if timeout_ms is not None and (not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool)
+                                       or not 0 < timeout_ms < float("inf")):
+            raise ValueError(f"timeout_ms must be None or a finite number > 0, got {timeout_ms!r}")
         self.recommender, self.num_beams = recommender, num_beams
+        self.max_queue, self.timeout_ms = max_queue, timeout_ms
         self.max_batch_size, self.max_wait_ms = max_batch_size, float(max_wait_ms)
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch now."""
+        return 0 if self._queue is None else self._queue.qsize()
 
     @property
     def running(self) -> bool:
@@ -71,7 +92,7 @@ class MicroBatcher:
 
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(maxsize=self.max_queue)
         self._worker = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -88,8 +109,18 @@ class MicroBatcher:
         if not self.running:
             raise RuntimeError("MicroBatcher is not running: call start() inside the event loop first")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(history, k, future))
-        return await future
+        try:
+            self._queue.put_nowait(_Pending(history, k, future))
+        except asyncio.QueueFull:
+            self.stats.overloaded += 1
+            raise Overloaded(f"{self.max_queue} requests are already waiting (max_queue)") from None
+        if self.timeout_ms is None:
+            return await future
+        try:  # on timeout wait_for cancels the future, so the batch loop skips or ignores it
+            return await asyncio.wait_for(future, self.timeout_ms / 1000)
+        except TimeoutError:
+            self.stats.timed_out += 1
+            raise TimeoutError(f"not answered within {self.timeout_ms:g} ms (timeout_ms)") from None
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -177,11 +208,14 @@ def _validation_error(error: RequestValidationError, num_items: int) -> JSONResp
 
 
 def create_app(recommender: OneRecRecommender, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-               num_beams: int | None = None) -> FastAPI:
-    """FastAPI app: POST /recommend {"items": [...], "k": 10} -> {"items", "scores", "unknown_items"}; GET /health."""
+               num_beams: int | None = None, max_queue: int = 1024, timeout_ms: float | None = None) -> FastAPI:
+    """FastAPI app: POST /recommend {"items": [...], "k": 10} -> {"items", "scores", "unknown_items"}; GET /health.
+
+    503 (with Retry-After) when max_queue requests already wait, 504 when a request is not answered within
+    timeout_ms (MicroBatcher)."""
     if not isinstance(recommender, OneRecRecommender):
         raise TypeError(f"recommender must be a OneRecRecommender, got {type(recommender).__name__}")
-    batcher = MicroBatcher(recommender, max_batch_size, max_wait_ms, num_beams)
+    batcher = MicroBatcher(recommender, max_batch_size, max_wait_ms, num_beams, max_queue, timeout_ms)
     known = set(recommender.tokenizer.item_ids)
     num_items = recommender.tokenizer.num_items
 
@@ -203,10 +237,12 @@ def create_app(recommender: OneRecRecommender, max_batch_size: int = 32, max_wai
         if not batcher.running:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ok", "num_items": num_items, "max_batch_size": batcher.max_batch_size,
-                             "max_wait_ms": batcher.max_wait_ms, **vars(batcher.stats)})
+                             "max_wait_ms": batcher.max_wait_ms, "max_queue": batcher.max_queue,
+                             "timeout_ms": batcher.timeout_ms, "queued": batcher.queued, **vars(batcher.stats)})
 
     @app.post("/recommend", response_model=RecommendResponse,
-              responses={400: {"description": "body is not JSON"}, 422: {"description": "bad field (named)"}})
+              responses={400: {"description": "body is not JSON"}, 422: {"description": "bad field (named)"},
+                         503: {"description": "too many requests waiting"}, 504: {"description": "timed out"}})
     async def recommend(body: RecommendRequest):
         if body.k > num_items:
             return _error(422, "k", f"expected an int in [1, {num_items}] (the catalogue size), got {body.k}")
@@ -217,6 +253,10 @@ def create_app(recommender: OneRecRecommender, max_batch_size: int = 32, max_wai
                                         f"e.g. {unknown[:5]!r}")
         try:
             items, scores = await batcher.recommend(history, body.k)
+        except Overloaded as error:
+            return JSONResponse({"error": f"busy: {error}; retry later"}, status_code=503, headers={"Retry-After": "1"})
+        except TimeoutError as error:
+            return JSONResponse({"error": f"timeout: {error}"}, status_code=504)
         except Exception as error:  # noqa: BLE001 - a model failure is a 500 with its one-line reason
             reason = str(error).splitlines()[0] if str(error) else ""
             return JSONResponse({"error": f"model: {type(error).__name__}: {reason}"}, status_code=500)
