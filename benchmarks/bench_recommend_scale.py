@@ -250,7 +250,7 @@ COLUMNS = [  # (key, header, format, grows-with-cost: exponent of the figure its
     ("rkm_peak_mb", "rkm MB", "{:>6.0f}", True), ("trie_peak_mb", "trieB MB", "{:>8.0f}", True),
     ("train_seq_s", "train seq/s", "{:>11.1f}", False), ("train_peak_mb", "train MB", "{:>8.0f}", True),
     ("beam256_ms", "beam@256 ms", "{:>11.2f}", True), ("beam1_ms", "beam@1 ms", "{:>9.1f}", True),
-("model_mb", "model MB", "{:>8.1f}", True),
+    ("model_mb", "model MB", "{:>8.1f}", True),
     ("trie_total_mb", "trie MB", "{:>7.1f}", True),
 ]
 
