@@ -18,6 +18,10 @@ counter.mp4 is not in the F1 table: its two changes make 10-frame shots, so at t
 expected answer is no cut (ground_truth.json); it is checked on its own at minimums of 15 and 5.
 PySceneDetect numbers VFR frames by time * average fps, so its cuts are mapped to frames through their times (nearest
 presentation timestamp), which is how it is right on goldeneye-vfr-drop3.mp4; ours come from the timestamps directly.
+How each side decodes. PySceneDetect runs as its users run it: open_video() (its default backend, OpenCV's
+VideoCapture: ffmpeg with its default threads, full-size BGR frames), default detector settings, downscaled by its
+own auto factor (to ~256 px wide). Ours: PyAV with ffmpeg's frame threads (thread_type AUTO), deblocking skipped,
+swscale FAST_BILINEAR from the YUV planes straight to 72-px RGB (videoai.understand.fast_scan).
 Ours decode every frame (the default) unless marked "skimming": reference frames first, then every frame only
 around possible cuts and dissolves (videoai.understand.content_score); it finds the same shots
 (tests/understand/test_shots.py) but re-decodes each flagged span from its keyframe.
@@ -48,6 +52,7 @@ import torch
 from videoai.synthetic import ShapesConfig, make_clip
 from videoai.tokenize.scan import VideoScanner
 from videoai.tokenize.video_io import write_video
+from videoai.understand.fast_scan import _frames
 from videoai.understand.shots import detect_shots
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video"
@@ -267,12 +272,16 @@ def decode_ceilings(path: str, repeats: int) -> None:
     def ours(size):
         return lambda: sum(c.num_frames for c in iter_video_chunks(path, chunk_size=32, size=size))
 
+    def fast_pass():  # the default detector's decoding and scaling (videoai.understand.fast_scan), no scoring
+        return sum(chunk.shape[0] for chunk in _frames(VideoScanner(path, 72), 32))
+
     rows = {"PyAV decode only (no colour conversion)": pyav_only,
             "PyAV decode only, reference frames (skip_frame=NONREF)": lambda: pyav_only("NONREF"),
             "OpenCV VideoCapture.read (BGR, full size)": opencv_bgr,
             "videoai iter_video_chunks 256x144 (decord)": ours((144, 256)),
             "videoai iter_video_chunks 128x72 (decord)": ours((72, 128)),
-            "videoai VideoScanner.reference_chunks 128x72 (skim's first pass)": skim_first_pass((72, 128))}
+            "videoai VideoScanner.reference_chunks 128x72 (skim's first pass)": skim_first_pass((72, 128)),
+            "videoai fast_scan 128x72 (the default detector's pass: ffmpeg threads, FAST_BILINEAR)": fast_pass}
     print(f"\nDecoding alone, {Path(path).name} (1280x720 H.264; frames/s = source frames / time):")
     print("| decoder | frames/s |\n|---|---|")
     for name, fn in rows.items():
@@ -294,6 +303,7 @@ def main():
     parser.add_argument("--sizes", action="store_true", help="also score at 96p, 144p and full resolution")
     parser.add_argument("--skip-decode", action="store_true", help="skip the decoding-alone table")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # tables appear as they finish, also when redirected to a file
     if args.threads:
         torch.set_num_threads(args.threads)
     if not DATA.exists():

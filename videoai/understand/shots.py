@@ -3,12 +3,13 @@
 The content score of frame t is the mean absolute difference to frame t-1 of hue, saturation and value (OpenCV's
 8-bit HSV scale: H in [0, 180), S and V in [0, 255]), optionally of an edge map, averaged with `weights` — the score
 PySceneDetect's ContentDetector thresholds at 27. AdaptiveDetector's rule divides a frame's score by the mean score
-of the `window_width` frames on each side (videoai.understand.content_score computes the scores). Frames are
-decoded in chunks by videoai.tokenize.scan (no deblocking, one reused scaler; decoding in one thread, downscaling
-in another) and scored on the GPU when there is one.
+of the `window_width` frames on each side (videoai.understand.content_score computes the scores). A file's frames
+are decoded in one pass by videoai.understand.fast_scan (ffmpeg's frame threads, no deblocking, a 2-tap scaler
+from the decoder's YUV planes straight to the small RGB frame) and scored on the GPU when there is one.
 Every frame is decoded by default. Skimming (`skim=True`, files only) scores the reference frames of the stream
 first and decodes every frame only where two of them differ enough to hide a cut or a dissolve; the shots found are
-the same (tests/understand/test_shots.py compares both ways), but each such span is decoded again from the keyframe
+the same (tests/understand/test_shots.py compares both ways; skimming scales with BILINEAR, videoai.tokenize.scan,
+so its scores differ from the full pass's by up to ~3), but each such span is decoded again from the keyframe
 before it, and the dissolve test flags every sustained change: benchmarks/bench_shots.py (--repeats 3) measured
 skimming at 0.92-1.09x the frames/s of decoding everything on the real clips (run to run), 0.81x on synthetic
 dissolves and 0.77x on moving shapes, so it is off by default.
@@ -34,6 +35,7 @@ closer than `min_shot_len` to the start or end of the video is dropped.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import os
 from dataclasses import dataclass
@@ -49,9 +51,9 @@ from videoai.understand.content_score import (
     content_scores,
     frame_scores,
     rgb_to_hsv,
-    scan_scores,
     skim_scores,
 )
+from videoai.understand.fast_scan import fast_scan_scores
 from videoai.understand.transitions import (
     Transition,
     contrast,
@@ -145,7 +147,7 @@ def shots_from_cuts(cuts: list[int], timestamps: torch.Tensor, end_time: float,
     times = timestamps.tolist() + [end_time]
     transitions = transitions or {}
     shots = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         kind, first, last = ("start", 0, 0) if start == 0 else transitions.get(start, ("cut", start, start))
         shots.append(Shot(start, end, float(times[start]), float(times[end]), kind, first, last))
     return shots
@@ -310,7 +312,8 @@ def detect_shots(
         if isinstance(video, (str, os.PathLike)):
             # A span is decoded in full when its score could come from a frame scoring half the bar, and
             # `window_width` frames around it too, so adaptive ratios near a candidate use exact neighbours.
-            # Without skimming, the same decoder decodes every frame: the same pixels, so the same shots.
+            # Without skimming, one pass decodes every frame (videoai.understand.fast_scan: the same decoder
+            # settings, a cheaper scaler; scores within ~3 of skimming's, so the same shots on every test clip).
             look_closer = 0.5 * (threshold if detector == "content" else float(min_content_val))
             try:
                 if skim:
@@ -318,7 +321,7 @@ def detect_shots(
                                          dissolve_change=dissolve_change, margin=int(window_width), size=size,
                                          chunk_size=int(chunk_size), device=device)
                 else:
-                    scored = scan_scores(video, weights, size=size, chunk_size=int(chunk_size), device=device)
+                    scored = fast_scan_scores(video, weights, size=size, chunk_size=int(chunk_size), device=device)
             except VideoReadError:
                 scored = None  # e.g. a raw stream without timestamps: decode every frame below
         if scored is None:

@@ -82,21 +82,25 @@ def _centred(thumbs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x, x.square().mean(1).sqrt()
 
 
-def _window_scores(centred: torch.Tensor, sigma: torch.Tensor, h: int, min_change: float):
+def _standardised(centred: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """(T, d) centred rows -> z(x) = x / max(sigma, floor), (T, d): computed once, shared by every window size."""
+    return centred / sigma.clamp_min(MIN_CONTRAST / 2)[:, None]
+
+
+def _window_scores(centred: torch.Tensor, standard: torch.Tensor, h: int, min_change: float):
     """Change D (T,) of the windows of half-width h centred on every frame (0 off the ends), and ratio E / D (T,)
     where D >= min_change (1 elsewhere: only those windows can pass, and most windows change less).
 
-    With x the centred rows, z(x) = x / max(sigma, floor), and the average of two frames standardised directly:
-    its centred row is (x_a + x_b) / 2. Ends are compared as slices of one block of standardised rows.
+    With x the centred rows, z(x) = x / max(sigma, floor) (`standard`), and the average of two frames standardised
+    directly: its centred row is (x_a + x_b) / 2. Ends are compared as slices of one block of standardised rows.
     """
     total = centred.shape[0]
     change, ratio = torch.zeros(total), torch.ones(total)
     floor = MIN_CONTRAST / 2
-    scale = sigma.clamp_min(floor)[:, None]  # (T, 1)
     for first in range(h, total - h, _BLOCK):
         last = min(first + _BLOCK, total - h)  # window centres [first, last)
         count = last - first
-        rows = centred[first - h:last + h] / scale[first - h:last + h]  # (count + 2h, d) standardised frames
+        rows = standard[first - h:last + h]  # (count + 2h, d) standardised frames
         d = (rows[2 * h:] - rows[:count]).abs().mean(1)  # (count,) end b minus end a
         change[first:last] = d
         keep = (d >= min_change).nonzero().flatten()  # (k,) windows whose ends differ enough to be tested
@@ -117,11 +121,12 @@ def contrast(thumbs: torch.Tensor) -> torch.Tensor:
 def _passing(centred, sigma, exact, min_change: float, max_ratio: float):
     """-> list of (t, h, D, ratio) for every window passing the test with all three frames exact."""
     total = centred.shape[0]
+    standard = _standardised(centred, sigma)  # (T, d)
     found = []
     for h in SCALES:
         if total <= 2 * h:
             continue
-        change, ratio = _window_scores(centred, sigma, h, min_change)
+        change, ratio = _window_scores(centred, standard, h, min_change)
         ok = (change >= min_change) & (ratio <= max_ratio)
         ok[:h] = False
         ok[total - h:] = False
@@ -131,22 +136,21 @@ def _passing(centred, sigma, exact, min_change: float, max_ratio: float):
             keep &= exact[centre - h] & exact[centre] & exact[centre + h]
         centre = centre[keep]
         if centre.numel():
-            centre = centre[_shifted_change(centred, sigma, centre - h, centre + h) >= min_change]
+            centre = centre[_shifted_change(standard, centre - h, centre + h) >= min_change]
         for t in centre.tolist():
             found.append((t, h, float(change[t]), float(ratio[t])))
     return found
 
 
-def _shifted_change(centred, sigma, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+def _shifted_change(standard, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """(n,) change D between frames first and last at the best global shift of up to MAX_SHIFT thumbnail pixels.
 
     A camera move over smooth content passes the blend test (a shifted gradient is locally linear) but its ends
     match once one is shifted; two different pictures match at no shift.
     """
     height, width = THUMB_SIZE
-    floor = MIN_CONTRAST / 2
-    a = (centred[first] / sigma[first].clamp_min(floor)[:, None]).view(-1, 3, height, width)  # (n, 3, 18, 32)
-    b = (centred[last] / sigma[last].clamp_min(floor)[:, None]).view(-1, 3, height, width)
+    a = standard[first].view(-1, 3, height, width)  # (n, 3, 18, 32)
+    b = standard[last].view(-1, 3, height, width)
     best = torch.full((first.shape[0],), float("inf"))
     dy_max, dx_max = MAX_SHIFT
     for dy in range(-dy_max, dy_max + 1):
