@@ -45,7 +45,7 @@ from videoai.recommend import (  # noqa: E402
     train_reward_model,
 )
 from videoai.recommend.constraints import TrieTables, TrieTargets  # noqa: E402
-from videoai.recommend.fusion import fuse, fusion_candidates  # noqa: E402
+from videoai.recommend.fusion import fuse, fusion_candidates, mask_seen  # noqa: E402
 from videoai.train import TrainConfig  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "amazon"
@@ -160,9 +160,8 @@ def head_metrics(model, histories, targets, item_codes, trie) -> dict:
     for i in range(0, len(histories), 512):
         b = collate([(h, -1) for h in histories[i:i + 512]])
         root = TrieTargets(torch.full((len(b["target"]), 1, 1), tables.root), None)
-        scores = model.item_log_probs(b["history_codes"], b["history_mask"], b["history_items"], root)
-        seen = b["history_items"].masked_fill(~b["history_mask"], scores.shape[1])
-        scores = torch.cat([scores, scores[:, :1]], 1).scatter(1, seen, float("-inf"))[:, :-1]
+        scores = mask_seen(model.item_log_probs(b["history_codes"], b["history_mask"], b["history_items"], root),
+                           b["history_items"], b["history_mask"])  # (b, N)
         ranked.append(scores.topk(10, dim=1).indices)
     return ranking_metrics(torch.cat(ranked), targets)
 

@@ -13,6 +13,13 @@ import torch
 from .constraints import TrieTables, TrieTargets
 
 
+def mask_seen(scores: torch.Tensor, history_items: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
+    """scores (B, N) over all items with each user's history items (B, T) (padding: mask False) set to -inf."""
+    slots = history_items.masked_fill(~history_mask | (history_items < 0), scores.shape[1])  # (B, T); N = padding
+    seen = scores.new_zeros(scores.shape[0], scores.shape[1] + 1, dtype=torch.bool).scatter_(1, slots, True)
+    return scores.masked_fill(seen[:, :-1], float("-inf"))  # (B, N)
+
+
 def fusion_candidates(model, history_codes: torch.Tensor, history_mask: torch.Tensor, history_items: torch.Tensor,
                       beam_items: torch.Tensor, beam_scores: torch.Tensor, item_codes: torch.Tensor, trie,
                       exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -28,9 +35,7 @@ def fusion_candidates(model, history_codes: torch.Tensor, history_mask: torch.Te
     root = TrieTargets(torch.full((batch, 1, 1), tables.root, dtype=torch.long, device=device), None)
     head = model.item_log_probs(history_codes, history_mask, history_items, root)  # (B, N)
     if exclude_seen:
-        slots = history_items.masked_fill(~history_mask | (history_items < 0), head.shape[1])  # (B, T); N = padding
-        seen = head.new_zeros(batch, head.shape[1] + 1, dtype=torch.bool).scatter_(1, slots, True)[:, :-1]  # (B, N)
-        head = head.masked_fill(seen, float("-inf"))
+        head = mask_seen(head, history_items, history_mask)
     extra = head.topk(min(beams, head.shape[1]), dim=1).indices  # (B, K') head candidates
     extra = extra.masked_fill((extra[:, :, None] == beam_items[:, None, :]).any(-1), -1)  # already in the beam
     sessions = item_codes[extra.clamp_min(0)][:, :, None, :]  # (B, K', M=1, L)
