@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from videoai.demo.catalogue import make_catalogue, simulate_users
 from videoai.generate import default_shapes_config
 from videoai.recommend import (
+    CONTENT_ID_MODEL,
     OptimizerConfig,
     SemanticIDTokenizer,
     UserSequences,
@@ -72,8 +73,9 @@ def held_out_items(num_items: int, share: float, seed: int) -> set[int]:
 def train_and_score(name, tokenizer, node_levels, split, cold, liked_of_eval, tags_of, args, work) -> dict:
     """Train OneRec on the split's training part; held-out hit@k and normal Recall/NDCG@k from one beam search."""
     torch.manual_seed(args.seed)
+    # every variant without the item head, as `recommend train --catalogue` builds content-ID models
     model = model_for_tokenizer(tokenizer, max_history=args.history, d_model=args.d_model, d_ff=4 * args.d_model,
-                                node_levels=node_levels)
+                                **{**CONTENT_ID_MODEL, "node_levels": node_levels})
     train = [tokenizer.item_index(s) for s in split.train]
     start = time.perf_counter()
     _, result = train_onerec(model, train, tokenizer.codes,

@@ -195,6 +195,7 @@ def _default_codebook_size(num_items: int) -> int:
 
 def run_train(args: argparse.Namespace) -> None:
     from videoai.recommend import (
+        CONTENT_ID_MODEL,
         OneRecRecommender,
         OptimizerConfig,
         SemanticIDTokenizer,
@@ -231,10 +232,8 @@ def run_train(args: argparse.Namespace) -> None:
         tokenizer = tokenizer_from_catalogue(items, catalogue.embeddings, split.train,
                                              fuse_weight=args.fuse_cooccurrence, **fit)
     train = [tokenizer.item_index(sequence) for sequence in split.train]
-    # Content IDs: deeper prefix-node vectors and the item head learn from watched items only, so they would rank
-    # unwatched ones last
-    cold = {} if catalogue is None else {"node_levels": 1, "item_loss_weight": 0.0, "item_score_weight": 0.0}
-    model = model_for_tokenizer(tokenizer, max_history=args.max_history, d_model=args.d_model, **cold)
+    content = {} if catalogue is None else CONTENT_ID_MODEL  # no deep node vectors or item head: see catalogue.py
+    model = model_for_tokenizer(tokenizer, max_history=args.max_history, d_model=args.d_model, **content)
     steps = args.steps or args.epochs * len(make_train_loader(train, tokenizer.codes, args.batch_size,
                                                                args.max_history))
     _, result = train_onerec(model, train, tokenizer.codes,

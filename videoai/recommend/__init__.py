@@ -11,7 +11,14 @@ from .alignment import (
     freeze,
 )
 from .beam_search import BeamSearchOutput, beam_search
-from .catalogue import Catalogue, check_log_items, content_vectors, read_catalogue, tokenizer_from_catalogue
+from .catalogue import (
+    CONTENT_ID_MODEL,
+    Catalogue,
+    check_log_items,
+    content_vectors,
+    read_catalogue,
+    tokenizer_from_catalogue,
+)
 from .constraints import TrieTables, TrieTargets, prefix_node_count
 from .cooccurrence import cooccurrence_counts, cooccurrence_embeddings, ppmi
 from .data import (
@@ -55,6 +62,7 @@ from .trainer import (
 )
 
 __all__ = [
+    "CONTENT_ID_MODEL",
     "Catalogue",
     "check_log_items",
     "content_vectors",

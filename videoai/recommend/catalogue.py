@@ -4,9 +4,9 @@ OneRec/TIGER tokenise items from their content: an item's semantic ID comes from
 watched it, so a new video gets an ID next to similar videos and the model (which scores ID tokens shared by many
 items) can generate it. `read_catalogue` reads the Parquet table `videoai index` writes; `tokenizer_from_catalogue`
 fits a SemanticIDTokenizer on its (normalised) content embeddings, optionally concatenated with co-occurrence
-embeddings of the items that have interactions. Build the model with `model_for_tokenizer(tokenizer, node_levels=1)`
-(as `videoai recommend train --catalogue` does): prefix-node vectors of deeper levels are learned from watched items
-only and rank unwatched ones last (benchmarks/bench_cold_start.py).
+embeddings of the items that have interactions. Build the model with `model_for_tokenizer(tokenizer,
+**CONTENT_ID_MODEL)` (as `videoai recommend train --catalogue` does): prefix-node vectors of deeper levels and the
+item head are learned from watched items only and would rank unwatched ones last (benchmarks/bench_cold_start.py).
 
 Item ids: a catalogue row's item id is its `item_id` column when the table has one, else the file stem of its
 `path` ("videos/clip_00042.mp4" -> "clip_00042"); ids made only of digits become ints ("0042" -> 42), the rule the
@@ -28,6 +28,9 @@ import torch.nn.functional as F
 from videoai.catalogue_format import FORMAT_VERSION, TOOL, catalogue_metadata
 
 from .cooccurrence import cooccurrence_embeddings
+
+# model_for_tokenizer overrides for content IDs: node vectors at the first level only and no item head
+CONTENT_ID_MODEL = {"node_levels": 1, "item_loss_weight": 0.0, "item_score_weight": 0.0}
 from .data import _parse_id
 from .semantic_ids import SemanticIDTokenizer
 
