@@ -44,7 +44,6 @@ from videoai.recommend import (  # noqa: E402
     train_onerec,
     train_reward_model,
 )
-from videoai.recommend.constraints import TrieTables, TrieTargets  # noqa: E402
 from videoai.recommend.fusion import fuse, fusion_candidates, mask_seen  # noqa: E402
 from videoai.train import TrainConfig  # noqa: E402
 
@@ -155,13 +154,11 @@ def fusion_sweep(model, histories, item_codes, trie, weights, num_beams: int) ->
 def head_metrics(model, histories, targets, item_codes, trie) -> dict:
     """Rank every item by the OneRec item head alone (history items excluded)."""
     collate = EvalCollator(item_codes, model.config.max_history)
-    tables = TrieTables.of(trie, model.config.codebook_size, "cpu")
     ranked = []
     for i in range(0, len(histories), 512):
         b = collate([(h, -1) for h in histories[i:i + 512]])
-        root = TrieTargets(torch.full((len(b["target"]), 1, 1), tables.root), None)
-        scores = mask_seen(model.item_log_probs(b["history_codes"], b["history_mask"], b["history_items"], root),
-                           b["history_items"], b["history_mask"])  # (b, N)
+        memory = model.encode(b["history_codes"], b["history_mask"], history_items=b["history_items"])
+        scores = mask_seen(model.item_log_probs(*memory), b["history_items"], b["history_mask"])  # (b, N)
         ranked.append(scores.topk(10, dim=1).indices)
     return ranking_metrics(torch.cat(ranked), targets)
 

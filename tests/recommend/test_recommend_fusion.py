@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from videoai.recommend import EvalCollator, OneRecRecommender, SemanticIDTokenizer, model_for_tokenizer
-from videoai.recommend.constraints import TrieTables, TrieTargets
+from videoai.recommend.constraints import TrieTables
 from videoai.recommend.trainer import recommend_indices
 
 
@@ -32,8 +32,8 @@ def _exact_fused(recommender, history: list[int], weight: float) -> torch.Tensor
     sessions = codes[:, None, None, :].transpose(0, 1)  # (1, N, 1, L): every item as a one-item session
     generative = model.session_log_prob(batch["history_codes"], batch["history_mask"], sessions,
                                         trie_targets=tables.targets(sessions), history_items=batch["history_items"])[0]
-    root = TrieTargets(torch.full((1, 1, 1), tables.root), None)
-    head = model.item_log_probs(batch["history_codes"], batch["history_mask"], batch["history_items"], root)[0]
+    memory = model.encode(batch["history_codes"], batch["history_mask"], history_items=batch["history_items"])
+    head = model.item_log_probs(*memory)[0]
     fused = generative + weight * head
     fused[torch.tensor(history)] = float("-inf")
     return fused

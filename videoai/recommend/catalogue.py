@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from videoai.catalogue_format import FORMAT_VERSION, TOOL, catalogue_metadata
 
 from .cooccurrence import cooccurrence_embeddings
+from .data import _parse_id
+from .semantic_ids import SemanticIDTokenizer
 
 # model_for_tokenizer overrides for content IDs: node vectors at the first level only and no item head
 CONTENT_ID_MODEL = {"node_levels": 1, "item_loss_weight": 0.0, "item_score_weight": 0.0}
-from .data import _parse_id
-from .semantic_ids import SemanticIDTokenizer
 
 ID_COLUMN = "item_id"
 

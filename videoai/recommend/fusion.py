@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .constraints import TrieTables, TrieTargets
+from .constraints import TrieTables
 
 
 def mask_seen(scores: torch.Tensor, history_items: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
@@ -29,19 +29,16 @@ def fusion_candidates(model, history_codes: torch.Tensor, history_mask: torch.Te
     beam_items / beam_scores (B, K): constrained beam-search items (-1 = dead beam) and their log-probabilities.
     With exclude_seen the head leaves out history items (beam search already did).
     """
-    batch, beams = beam_items.shape
-    device = history_codes.device
-    tables = TrieTables.of(trie, model.config.codebook_size, device)
-    root = TrieTargets(torch.full((batch, 1, 1), tables.root, dtype=torch.long, device=device), None)
-    head = model.item_log_probs(history_codes, history_mask, history_items, root)  # (B, N)
+    beams = beam_items.shape[1]
+    tables = TrieTables.of(trie, model.config.codebook_size, history_codes.device)
+    memory, memory_mask = model.encode(history_codes, history_mask, history_items=history_items)  # once for both
+    head = model.item_log_probs(memory, memory_mask)  # (B, N)
     if exclude_seen:
         head = mask_seen(head, history_items, history_mask)
     extra = head.topk(min(beams, head.shape[1]), dim=1).indices  # (B, K') head candidates
     extra = extra.masked_fill((extra[:, :, None] == beam_items[:, None, :]).any(-1), -1)  # already in the beam
     sessions = item_codes[extra.clamp_min(0)][:, :, None, :]  # (B, K', M=1, L)
-    extra_scores = model.session_log_prob(history_codes, history_mask, sessions,
-                                          trie_targets=tables.targets(sessions),
-                                          history_items=history_items)  # (B, K')
+    extra_scores = model.score_sessions(memory, memory_mask, sessions, tables.targets(sessions))  # (B, K')
     items = torch.cat([beam_items, extra], 1)  # (B, K + K')
     generative = torch.cat([beam_scores, extra_scores], 1).masked_fill(items < 0, float("-inf"))
     return items, generative, head.gather(1, items.clamp_min(0)).masked_fill(items < 0, float("-inf"))

@@ -10,6 +10,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
+from videoai.tokenize.semantic_ids import PrefixTrie
+
 from .constraints import TrieTargets
 from .layers import DecoderLayer, EncoderLayer
 from .moe import MoEFeedForward
@@ -373,26 +375,31 @@ class OneRecModel(PreTrainedModel):
 
         With trie_targets this is the trie-constrained log-probability (= constrained beam-search scores).
         """
-        out = self.forward(history_codes, history_mask, session_codes, None, user_ids, context, every_position=False,
-                           trie_targets=trie_targets, history_items=history_items)
+        memory, memory_mask = self.encode(history_codes, history_mask, user_ids, context, history_items)
+        return self.score_sessions(memory, memory_mask, session_codes, trie_targets)
+
+    def score_sessions(self, memory: torch.Tensor, memory_mask: torch.Tensor, session_codes: torch.Tensor,
+                       trie_targets: TrieTargets | None = None) -> torch.Tensor:
+        """session_log_prob from the encoder's output (encode once, score several sets of sessions): memory
+        (B, T+1, D), memory_mask (B, T+1), sessions (B, R, M, L) that follow the whole history -> (B, R)."""
+        rows = torch.full((session_codes.shape[1],), memory.shape[1] - 1, device=memory.device)  # (R,)
+        prefix = None if trie_targets is None else trie_targets.prefix_nodes
+        hidden, _ = self.decode(memory, memory_mask, session_codes, rows, None, prefix)  # (B, R, S, D)
+        logits = self.step_logits(hidden, torch.arange(hidden.shape[2], device=hidden.device), trie_targets)
         labels = session_codes.flatten(2)[..., None]  # (B, R, S, 1)
-        return out.logits.float().log_softmax(-1).gather(-1, labels).squeeze(-1).sum(-1)
+        return logits.float().log_softmax(-1).gather(-1, labels).squeeze(-1).sum(-1)
 
-    def item_log_probs(self, history_codes: torch.Tensor, history_mask: torch.Tensor,
-                       history_items: torch.Tensor | None = None, trie_targets: TrieTargets | None = None
-                       ) -> torch.Tensor:
-        """Log-softmax over all items (B, N) of the item head: the decoder state that predicts the next item's first
-        token, dotted with item_vectors (the scores item_loss trains; SASRec-style full-catalogue ranking).
-
-        trie_targets: the root step (B, 1, 1[, V]) for models with prefix-node embeddings."""
+    def item_log_probs(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """Log-softmax over all items (B, N) of the item head from the encoder's output memory (B, T+1, D): the
+        decoder state that predicts the next item's first token, dotted with item_vectors (the scores item_loss
+        trains; SASRec-style full-catalogue ranking)."""
         if not self.config.num_items:
             raise ValueError("item_log_probs needs item vectors: this model has config.num_items = 0")
-        batch = history_codes.shape[0]
-        memory, memory_mask = self.encode(history_codes, history_mask, None, None, history_items)
-        first = history_codes.new_zeros(batch, 1, 1, self.config.num_levels)[..., :1]  # (B, 1, M=1, L=1): BOS only
-        row = torch.full((1,), history_codes.shape[1], device=memory.device)
-        prefix = None if trie_targets is None else trie_targets.prefix_nodes
-        hidden, _ = self.decode(memory, memory_mask, first, row, None, prefix)  # (B, 1, 1, D)
+        batch = memory.shape[0]
+        bos = torch.zeros(batch, 1, 1, 1, dtype=torch.long, device=memory.device)  # (B, R=1, M=1, L=1): BOS only
+        row = torch.full((1,), memory.shape[1] - 1, device=memory.device)  # the whole history
+        root = torch.full((batch, 1, 1), PrefixTrie.root, dtype=torch.long, device=memory.device)  # (B, 1, S=1)
+        hidden, _ = self.decode(memory, memory_mask, bos, row, None, root)  # (B, 1, 1, D)
         vectors = self.item_vectors(torch.arange(self.config.num_items, device=hidden.device))  # (N, D)
         return (hidden[:, 0, 0] @ vectors.T).float().log_softmax(-1)  # (B, N)
 
