@@ -190,7 +190,8 @@ def index_or_die(path, **kwargs):
 """
 
 
-def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])  # one worker runs in a process of its own too
+def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_path, monkeypatch, workers):
     source, _ = catalogue
     folder = tmp_path / "lib"
     shutil.copytree(library, folder)
@@ -201,7 +202,7 @@ def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_pa
 
     monkeypatch.setattr(index_module, "index_video", crashing_task.index_or_die)
     out = tmp_path / "cat.parquet"
-    result = index_videos(folder, out, workers=2, progress=False)
+    result = index_videos(folder, out, workers=workers, progress=False)
     rows = rows_by_path(out)
     died = rows.pop(str(folder / "die.mp4"))
     assert died["error"] == WORKER_DIED and died["embedding"] is None

@@ -1,4 +1,4 @@
-"""Where `index_videos` runs its per-video function: this process, a pool of processes, or Ray Data.
+"""Where `index_videos` runs its per-video function: a pool of processes on this machine, or Ray Data.
 
 Every engine takes the same picklable `task(path) -> row` and yields rows as they finish (any order); the caller
 commits and merges them, so resuming and the table are the same whatever ran the videos.
@@ -45,13 +45,13 @@ def _new_pool(task: Callable[[str], dict], workers: int) -> ProcessPoolExecutor:
 
 def run_local(paths: list[str], task: Callable[[str], dict], workers: int | None,
               crashed: Callable[[str], dict]) -> Iterator[dict]:
-    """workers == 1: in this process; else a spawn pool, at most 2 videos per worker queued at a time.
+    """A spawn pool of `workers` processes (default 1), at most 2 videos per worker queued at a time. One worker
+    too runs in a process of its own: a decoder that crashes on a file then costs that file's row, not the run.
 
     crashed(path) -> the row of a video whose worker process died while running it.
     """
     workers = workers or 1
-    if workers == 1 or len(paths) <= 1:
-        yield from map(task, paths)
+    if not paths:
         return
     pool = _new_pool(task, workers)
     queue = iter(paths)
