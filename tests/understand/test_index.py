@@ -190,8 +190,8 @@ def index_or_die(path, **kwargs):
 """
 
 
-@pytest.mark.parametrize("workers", [1, 2])  # one worker runs in a process of its own too
-def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_path, monkeypatch, workers):
+def index_with_a_crash(library, catalogue, tmp_path, monkeypatch, **engine) -> None:
+    """Index the library plus die.mp4, whose worker process exits at once; check that only die.mp4 lost its row."""
     source, _ = catalogue
     folder = tmp_path / "lib"
     shutil.copytree(library, folder)
@@ -202,7 +202,7 @@ def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_pa
 
     monkeypatch.setattr(index_module, "index_video", crashing_task.index_or_die)
     out = tmp_path / "cat.parquet"
-    result = index_videos(folder, out, workers=workers, progress=False)
+    result = index_videos(folder, out, progress=False, **engine)
     rows = rows_by_path(out)
     died = rows.pop(str(folder / "die.mp4"))
     assert died["error"] == WORKER_DIED and died["embedding"] is None
@@ -212,8 +212,25 @@ def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_pa
     assert rows.keys() == moved.keys()
     for path, row in rows.items():  # every other video as in a run without the crash
         assert same_rows(row, moved[path]), path
-    again = index_videos(folder, out, workers=2, progress=False)  # the dead one is an error row like any other
+    again = index_videos(folder, out, progress=False, **engine)  # the dead one is an error row like any other
     assert (again.analysed, again.skipped) == (0, 6)
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # one worker runs in a process of its own too
+def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_path, monkeypatch, workers):
+    index_with_a_crash(library, catalogue, tmp_path, monkeypatch, workers=workers)
+
+
+def test_ray_gives_a_crashing_video_one_row_instead_of_retrying_forever(library, catalogue, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    # Ray's workers do not see this process's sys.path: they get the task's module through PYTHONPATH.
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning",
+             runtime_env={"env_vars": env})
+    try:
+        index_with_a_crash(library, catalogue, tmp_path, monkeypatch, engine="ray")
+    finally:
+        ray.shutdown()
 
 
 def test_weight_free_worker_imports_no_transformers(library):

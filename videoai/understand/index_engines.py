@@ -6,6 +6,9 @@ commits and merges them, so resuming and the table are the same whatever ran the
 A local worker process that dies (a segfault or OOM kill in a decoder) breaks the whole pool, and its Python
 exception cannot say which video did it: every video that was in flight then runs alone in a new pool, so a
 second death names its video, which becomes the row `crashed(path)`; then the rest go on in parallel again.
+On Ray a task whose worker dies is retried once (Ray Data's default is to retry it forever, so one file that
+crashes its decoder would hang the run); a video still failing then is dropped by Ray Data (`max_errored_blocks`
+unlimited for this dataset) and gets the row `crashed(path)` once the others are done.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import pickle
+import warnings
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
@@ -101,11 +106,13 @@ def run_local(paths: list[str], task: Callable[[str], dict], workers: int | None
 
 def _ray_row(item: dict, task: Callable[[str], dict]) -> dict:
     # Pickled so Ray Data never infers or unifies the nested column types; the caller builds the table.
-    return {"row": pickle.dumps(task(item["path"]))}
+    return {"path": item["path"], "row": pickle.dumps(task(item["path"]))}
 
 
-def run_ray(paths: list[str], task: Callable[[str], dict], workers: int | None, address: str | None) -> Iterator[dict]:
-    """`ray.data.from_items(paths).map(task)` on the cluster at `address` (or the running / a new local one)."""
+def run_ray(paths: list[str], task: Callable[[str], dict], workers: int | None, address: str | None,
+            crashed: Callable[[str], dict]) -> Iterator[dict]:
+    """`ray.data.from_items(paths).map(task)` on the cluster at `address` (or the running / a new local one);
+    crashed(path) -> the row of a video whose task kept failing (see the module doc)."""
     if not paths:
         return
     try:
@@ -115,16 +122,26 @@ def run_ray(paths: list[str], task: Callable[[str], dict], workers: int | None, 
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="warning")
-    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts videos/s
+    context = ray.data.DataContext.get_current()  # datasets take a copy when they are made: set it first
+    context.enable_progress_bars = False  # ours counts videos/s
+    errored_blocks, context.max_errored_blocks = context.max_errored_blocks, -1
     ray_data_logger = logging.getLogger("ray.data")  # its execution-plan notes would break up our progress bar
     level = ray_data_logger.level
     ray_data_logger.setLevel(logging.ERROR)
     dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=min(len(paths), MAX_RAY_BLOCKS))
-    dataset = dataset.map(_ray_row, fn_kwargs={"task": task}, num_cpus=1, concurrency=workers)
+    with warnings.catch_warnings():  # Ray 2.60 deprecates remote args as keywords but names no max_retries yet
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        dataset = dataset.map(_ray_row, fn_kwargs={"task": task}, num_cpus=1, concurrency=workers, max_retries=1)
+    missing = Counter(paths)  # the videos whose rows have not come back
     try:
         for record in dataset.iter_rows():
+            missing[record["path"]] -= 1
             yield pickle.loads(record["row"])
+        for path, count in missing.items():
+            for _ in range(count):
+                yield crashed(path)
     finally:
+        context.max_errored_blocks = errored_blocks
         ray_data_logger.setLevel(level)
         if started:
             ray.shutdown()
@@ -134,9 +151,8 @@ def run_engine(engine: str, paths: list[str], task: Callable[[str], dict], *, cr
                workers: int | None = None, address: str | None = None) -> Iterator[dict]:
     """Rows of `task` over `paths` on `engine` ("local" or "ray"), yielded as they finish.
 
-    crashed(path) -> the row of a video whose local worker process died running it (not used by Ray, which
-    handles its own worker failures).
+    crashed(path) -> the row of a video whose worker process died running it.
     """
     if engine == "ray":
-        return run_ray(paths, task, workers, address)
+        return run_ray(paths, task, workers, address, crashed)
     return run_local(paths, task, workers, crashed)
