@@ -95,3 +95,22 @@ def test_bad_weight_is_refused(recommender):
     with pytest.raises(ValueError, match="item_score_weight"):
         recommend_indices(recommender.model, [torch.tensor([1])], codes, recommender.trie, item_score_weight=1.0,
                           constrained=False)
+
+
+def test_each_history_is_encoded_once_for_beam_and_fusion(recommender, monkeypatch):
+    codes = recommender.tokenizer.codes
+    histories = [torch.tensor(h) for h in HISTORIES]
+    model = recommender.model
+    expected = recommend_indices(model, histories, codes, recommender.trie, k=4, num_beams=8, item_score_weight=2.0)
+    calls = []
+    encode = model.encode
+
+    def counting_encode(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", counting_encode)
+    items, scores = recommend_indices(model, histories, codes, recommender.trie, k=4, num_beams=8,
+                                      item_score_weight=2.0, batch_size=2)
+    assert calls == [2, 2, 1]  # one encode per batch of histories, shared by beam search and the fused ranking
+    assert torch.equal(items, expected[0]) and torch.allclose(scores, expected[1], atol=1e-5)

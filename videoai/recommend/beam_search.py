@@ -31,7 +31,8 @@ def beam_search(model, history_codes: torch.Tensor, history_mask: torch.Tensor, 
                 session_length: int | None = None, constrained: bool = True, exclude_codes: torch.Tensor | None = None,
                 exclude_mask: torch.Tensor | None = None, exclude_repeats: bool = True,
                 user_ids: torch.Tensor | None = None, context: torch.Tensor | None = None,
-                history_items: torch.Tensor | None = None) -> BeamSearchOutput:
+                history_items: torch.Tensor | None = None,
+                encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> BeamSearchOutput:
     """Generate `num_beams` sessions of M items x L tokens for each of B users at once.
 
     history_codes (B, T, L), history_mask (B, T). With constrained=True, tokens that leave the trie get -inf, so
@@ -40,7 +41,9 @@ def beam_search(model, history_codes: torch.Tensor, history_mask: torch.Tensor, 
     constrained=False decodes freely (items not in the catalogue come back as -1); exclusions need the trie walk
     and are ignored then. Scores are summed log-probabilities: with constrained=True under the trie-renormalised
     softmax (= model.session_log_prob with the trie bias), else under the full softmax. `trie` is a
-    videoai.tokenize PrefixTrie. The only Python loop is over the M*L decode steps.
+    videoai.tokenize PrefixTrie. encoded: (memory, memory_mask) that model.encode already gave for these histories
+    (e.g. shared with the fused ranking), used instead of encoding again. The only Python loop is over the M*L
+    decode steps.
     """
     levels, vocab = model.config.num_levels, model.config.codebook_size
     session_length = session_length or model.config.session_length
@@ -48,7 +51,7 @@ def beam_search(model, history_codes: torch.Tensor, history_mask: torch.Tensor, 
     device = history_codes.device
     tables = TrieTables.of(trie, vocab, device)
     uses_nodes = getattr(model, "node_embedding", None) is not None  # the trie position is a model input then
-    memory, memory_mask = model.encode(history_codes, history_mask, user_ids, context, history_items)
+    memory, memory_mask = encoded or model.encode(history_codes, history_mask, user_ids, context, history_items)
     state = model.start_decoding(memory, memory_mask, beams)
 
     scores = torch.full((batch, beams), float("-inf"), device=device)

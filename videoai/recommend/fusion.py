@@ -22,16 +22,18 @@ def mask_seen(scores: torch.Tensor, history_items: torch.Tensor, history_mask: t
 
 def fusion_candidates(model, history_codes: torch.Tensor, history_mask: torch.Tensor, history_items: torch.Tensor,
                       beam_items: torch.Tensor, beam_scores: torch.Tensor, item_codes: torch.Tensor, trie,
-                      exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      exclude_seen: bool = True, encoded: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Candidates (B, 2K) (-1 = none): the beam's K items and the item head's top K not in the beam, with their
     exact generative log-probabilities (B, 2K) and item-head log-probabilities (B, 2K) (-inf for none).
 
     beam_items / beam_scores (B, K): constrained beam-search items (-1 = dead beam) and their log-probabilities.
-    With exclude_seen the head leaves out history items (beam search already did).
+    With exclude_seen the head leaves out history items (beam search already did). encoded: (memory, memory_mask)
+    of model.encode for these histories when the caller has it (beam_search can take the same).
     """
     beams = beam_items.shape[1]
     tables = TrieTables.of(trie, model.config.codebook_size, history_codes.device)
-    memory, memory_mask = model.encode(history_codes, history_mask, history_items=history_items)  # once for both
+    memory, memory_mask = encoded or model.encode(history_codes, history_mask, history_items=history_items)
     head = model.item_log_probs(memory, memory_mask)  # (B, N)
     if exclude_seen:
         head = mask_seen(head, history_items, history_mask)
@@ -54,9 +56,10 @@ def fuse(items: torch.Tensor, generative: torch.Tensor, head: torch.Tensor, weig
 
 def fused_top_k(model, history_codes: torch.Tensor, history_mask: torch.Tensor, history_items: torch.Tensor,
                 beam_items: torch.Tensor, beam_scores: torch.Tensor, item_codes: torch.Tensor, trie, k: int,
-                weight: float, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                weight: float, exclude_seen: bool = True, encoded: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k items (B, k) (-1 where fewer) by log P_gen + weight * log P_head over fusion_candidates, and those
     fused scores (B, k)."""
     candidates = fusion_candidates(model, history_codes, history_mask, history_items, beam_items, beam_scores,
-                                   item_codes, trie, exclude_seen)
+                                   item_codes, trie, exclude_seen, encoded)
     return fuse(*candidates, weight, k)

@@ -132,12 +132,14 @@ def recommend_indices(model, histories: list[torch.Tensor], item_codes: torch.Te
     def search(rows: list[torch.Tensor], beams: int) -> tuple[torch.Tensor, torch.Tensor]:
         batch = collate([(h, -1) for h in rows])
         codes, mask = batch["history_codes"].to(device), batch["history_mask"].to(device)
+        history_items = batch["history_items"].to(device)
+        encoded = model.encode(codes, mask, history_items=history_items)  # once, for the beam and the fusion
         out = beam_search(model, codes, mask, trie, num_beams=beams, session_length=1, constrained=constrained,
                           exclude_codes=codes if exclude_seen else None, exclude_mask=mask,
-                          history_items=batch["history_items"].to(device))
+                          history_items=history_items, encoded=encoded)
         if weight:
-            top, scores = fused_top_k(model, codes, mask, batch["history_items"].to(device), out.items[:, :, 0],
-                                      out.scores, item_codes.to(device), trie, k, weight, exclude_seen)
+            top, scores = fused_top_k(model, codes, mask, history_items, out.items[:, :, 0], out.scores,
+                                      item_codes.to(device), trie, k, weight, exclude_seen, encoded)
             return top.cpu(), scores.cpu()
         return out.items[:, :k, 0].cpu(), out.scores[:, :k].cpu()  # (b, k), (b, k)
 
