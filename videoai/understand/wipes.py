@@ -5,13 +5,16 @@ half the other), so it is tested cell by cell on the raw 18x32 thumbnails (a wip
   1. windows: for a window of half-width h centred on frame t, every cell of frame t shows end a = t - h or end
      b = t + h (cell error to the nearer end at most MAX_RATIO of the cells' change a -> b), and a share between
      SHARE of the changing cells already shows b. Each end is compared at the global shift of up to MAX_SHIFT that
-     matches frame t best (on grey levels), so a camera move in either shot does not hide the wipe. As for dissolves, the ends must
-     be different pictures (also at the best shift) and the window must pass at two sizes at least.
-  2. runs: a run of passing centres is tested again against two fixed frames, the widest window's reach before
-     and after it. Across a wipe the share of the new picture rises frame by frame while each frame still matches
-     the ends cell by cell; a cut jumps (no frame in between), a dissolve fails the cell test (every cell half
-     way: error 1/2 of the change), and a change inside one shot does not take the whole picture over.
+     matches frame t best (on grey levels), so a camera move in either shot does not hide the wipe. As for
+     dissolves, the ends must be different pictures (also at the best shift) and the window must pass at two sizes
+     at least. A cheap look without shifts drops most windows first (cuts: share 0 or 1).
+  2. runs: a run of passing centres is tested again against two fixed frames, first the widest window's reach
+     before and after it: across a wipe the share of the new picture rises frame by frame (by MIN_RISE at least);
+     a cut jumps (no frame in between) and a change inside one shot does not take the whole picture over. Then,
+     against ends a quarter of the span outside it (less motion between them), the frames of the ramp must still
+     match the ends cell by cell (median ratio at most MAX_RAMP_RATIO): a dissolve leaves every cell half way.
 The span is where a line fitted to the rising share is between 0 and 1; the new shot starts where it passes 1/2.
+Measured in benchmarks/bench_shots.py (synthetic wipes from real frames) and tests/understand/test_transitions.py.
 """
 
 from __future__ import annotations
