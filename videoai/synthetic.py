@@ -398,12 +398,13 @@ def wipe(outgoing: torch.Tensor, incoming: torch.Tensor, direction: str) -> torc
     if direction not in WIPE_DIRECTIONS:
         raise ValueError(f"direction: expected one of {WIPE_DIRECTIONS}, got {direction!r}")
     if outgoing.shape != incoming.shape or outgoing.dim() != 4:
-        raise ValueError(f"incoming: expected the shape of outgoing {tuple(outgoing.shape)}, got {tuple(incoming.shape)}")
+        raise ValueError(f"incoming: expected (L, h, w, 3) frames shaped like outgoing {tuple(outgoing.shape)}, "
+                         f"got {tuple(incoming.shape)}")
     length, height, width, _ = outgoing.shape
     rows = (torch.arange(height, dtype=torch.float32)[:, None] + 0.5) / height  # (h, 1) in (0, 1)
     cols = (torch.arange(width, dtype=torch.float32)[None, :] + 0.5) / width  # (1, w)
-    front = {"right": cols.expand(height, width), "left": 1 - cols.expand(height, width),
-             "down": rows.expand(height, width), "up": 1 - rows.expand(height, width), "diagonal": rows + cols}[direction]
+    fronts = {"right": cols, "left": 1 - cols, "down": rows, "up": 1 - rows, "diagonal": rows + cols}
+    front = fronts[direction].expand(height, width)  # (h, w): where the new picture arrives first, lowest
     # Rank of each pixel along the front: the revealed area then grows linearly whatever the front's shape.
     rank = torch.empty(height * width)
     rank[front.flatten().argsort(stable=True)] = torch.arange(height * width, dtype=torch.float32)
