@@ -47,27 +47,62 @@ MIN_RISE = 0.5  # the share rises by this much at least across the ramp
 MAX_RAMP_RATIO = 0.3  # median ratio over the ramp, at most: ends further apart (more motion), a dissolve scores 0.5
 
 
-def _aligned_errors(raw: torch.Tensor, middle: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """(k, 576) per-cell error between frames `middle` and `end`, the end moved by the global shift of up to
-    MAX_SHIFT that matches the middle best on average (a camera move, found on grey levels); cells the shifted
-    end leaves are inf."""
-    height, width = THUMB_SIZE
-    dy, dx = MAX_SHIFT
-    m = raw[middle].view(-1, 3, height, width)  # (k, 3, 18, 32)
-    padded = F.pad(raw[end].view(-1, 3, height, width), (dx, dx, dy, dy), value=float("nan"))  # (k, 3, 24, 44)
-    shifted = padded.unfold(2, height, 1).unfold(3, width, 1)  # (k, 3, 7, 13, 18, 32): every shift, a view
-    grey = (m.mean(1)[:, None, None] - shifted.mean(1)).abs()  # (k, 7, 13, 18, 32), NaN where the end is absent
-    best = grey.flatten(3).nanmean(3).flatten(1).argmin(1)  # (k,) the shift with the lowest mean error
-    rows = torch.arange(m.shape[0])
-    chosen = shifted[rows, :, best // (2 * dx + 1), best % (2 * dx + 1)]  # (k, 3, 18, 32)
-    return (m - chosen).abs().mean(1).nan_to_num(float("inf")).flatten(1)  # (k, 576)
+class _Thumbs:
+    """A video's raw thumbnails (T, 3, 576) and, computed once, what every shifted comparison reads."""
+
+    def __init__(self, thumbs: torch.Tensor):
+        height, width = THUMB_SIZE
+        dy, dx = MAX_SHIFT
+        self.raw = thumbs.float().view(thumbs.shape[0], 3, height * width)  # (T, 3, 576)
+        self.padded = F.pad(self.raw.view(-1, 3, height, width), (dx, dx, dy, dy))  # (T, 3, 24, 44), 0 outside
+        grey = self.raw.view(-1, 3, height, width).mean(1, keepdim=True)  # (T, 1, 18, 32)
+        self.grey_padded = F.pad(grey[:, 0], (dx, dx, dy, dy))  # (T, 24, 44)
+        # Half-resolution grey levels for a first, coarse search (shifts of 2 pixels)
+        self.coarse_padded = F.pad(F.avg_pool2d(grey, 2)[:, 0], (dx // 2, dx // 2, dy // 2 + 1, dy // 2 + 1))
+        self.coverage, self.covered = _coverage((height, width), (dy, dx))  # (7, 13, 18, 32), (7, 13)
+        self.coarse_coverage, self.coarse_covered = _coverage((height // 2, width // 2), (dy // 2 + 1, dx // 2))
+
+    def errors(self, middle: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+        """(k, 576) per-cell error between frames `middle` and `end` (k,), the end moved by the global shift of up
+        to MAX_SHIFT that matches the middle best on average (a camera move: the best 2-pixel shift on half-size
+        grey levels, then the best of its 3x3 neighbours at full size); cells the shifted end leaves are inf."""
+        height, width = THUMB_SIZE
+        dy, dx = MAX_SHIFT
+        rows = torch.arange(middle.shape[0])
+        m = self.raw[middle].view(-1, 3, height, width)  # (k, 3, 18, 32)
+        grey = m.mean(1)  # (k, 18, 32)
+        coarse = self.coarse_padded[end].unfold(1, height // 2, 1).unfold(2, width // 2, 1)  # (k, 5, 7, 9, 16)
+        distance = (F.avg_pool2d(grey[:, None], 2)[:, 0, None, None] - coarse).abs() * self.coarse_coverage
+        best = (distance.sum((3, 4)) / self.coarse_covered).flatten(1).argmin(1)  # (k,)
+        shift_y = 2 * (best // coarse.shape[2] - (dy // 2 + 1))  # (k,) in full-size pixels
+        shift_x = 2 * (best % coarse.shape[2] - dx // 2)
+        near = torch.tensor([-1, 0, 1])
+        row = (shift_y[:, None, None] + near[None, :, None] + dy).clamp(0, 2 * dy).expand(-1, 3, 3)  # (k, 3, 3)
+        col = (shift_x[:, None, None] + near[None, None, :] + dx).clamp(0, 2 * dx).expand(-1, 3, 3)
+        fine = self.grey_padded[end].unfold(1, height, 1).unfold(2, width, 1)  # (k, 7, 13, 18, 32), a view
+        fine = fine[rows[:, None, None], row, col]  # (k, 3, 3, 18, 32)
+        distance = (grey[:, None, None] - fine).abs() * self.coverage[row, col]  # (k, 3, 3, 18, 32)
+        pick = (distance.sum((3, 4)) / self.covered[row, col]).flatten(1).argmin(1)  # (k,) of the 9 neighbours
+        row, col = row.flatten(1)[rows, pick], col.flatten(1)[rows, pick]  # (k,) each
+        chosen = self.padded[end].unfold(2, height, 1).unfold(3, width, 1)[rows, :, row, col]  # (k, 3, 18, 32)
+        error = (m - chosen).abs().mean(1)  # (k, 18, 32)
+        return error.masked_fill(self.coverage[row, col] == 0, float("inf")).flatten(1)
 
 
-def _cell_test(raw: torch.Tensor, t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, shifts: bool = True):
+def _coverage(size: tuple[int, int], reach: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each shift of up to `reach` (rows, columns) of a picture of `size`: the cells it still covers
+    (2 * reach + 1, size) as 0/1, and how many (2 * reach + 1)."""
+    inside = F.pad(torch.ones(1, *size), (reach[1], reach[1], reach[0], reach[0]))  # (1, padded size)
+    coverage = inside.unfold(1, size[0], 1).unfold(2, size[1], 1)[0]  # (2 dy + 1, 2 dx + 1, h, w)
+    return coverage, coverage.sum((2, 3))
+
+
+def _cell_test(frames: _Thumbs, t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, shifts: bool = True):
     """Frames t (k,) against ends a, b (k,) -> (ratio, share) (k,) each: error to the nearer end over the change
     a -> b, and the share of that change already showing b; both over the cells both shifted ends cover."""
+    raw = frames.raw
     if shifts:
-        to_a, to_b = _aligned_errors(raw, t, a), _aligned_errors(raw, t, b)  # (k, 576) each
+        to_a, to_b = frames.errors(t, a), frames.errors(t, b)  # (k, 576) each
     else:
         to_a, to_b = (raw[t] - raw[a]).abs().mean(1), (raw[t] - raw[b]).abs().mean(1)  # (k, 576) each
     seen = to_a.isfinite() & to_b.isfinite()  # (k, 576)
@@ -77,12 +112,11 @@ def _cell_test(raw: torch.Tensor, t: torch.Tensor, a: torch.Tensor, b: torch.Ten
     return nearest.sum(1) / weight, (differ * (to_b < to_a)).sum(1) / weight
 
 
-def _windows(thumbs: torch.Tensor, exact, min_change: float) -> list[tuple[int, int, float]]:
+def _windows(thumbs: torch.Tensor, frames: _Thumbs, exact, min_change: float) -> list[tuple[int, int, float]]:
     """-> (t, h, D) for every window passing step 1 of the module doc."""
     centred, sigma = _centred(thumbs)
     standard = _standardised(centred, sigma)  # (T, d)
-    raw = thumbs.float().view(thumbs.shape[0], 3, -1)  # (T, 3, 576)
-    total = raw.shape[0]
+    total = thumbs.shape[0]
     found = []
     for h in SCALES:
         for first in range(h, total - h, _BLOCK):
@@ -94,11 +128,11 @@ def _windows(thumbs: torch.Tensor, exact, min_change: float) -> list[tuple[int, 
             if exact is not None:
                 t = t[exact[t - h] & exact[t] & exact[t + h]]
             if t.numel():  # cheap first look without shifts: cuts (share 0 or 1) and most motion leave here
-                ratio, share = _cell_test(raw, t, t - h, t + h, shifts=False)
+                ratio, share = _cell_test(frames, t, t - h, t + h, shifts=False)
                 t = t[(ratio <= PREFILTER_RATIO) & (share >= PREFILTER_SHARE[0]) & (share <= PREFILTER_SHARE[1])]
             if not t.numel():
                 continue
-            ratio, share = _cell_test(raw, t, t - h, t + h)
+            ratio, share = _cell_test(frames, t, t - h, t + h)
             t = t[(ratio <= MAX_RATIO) & (share >= SHARE[0]) & (share <= SHARE[1])]
             if t.numel():
                 t = t[_shifted_change(standard, t - h, t + h) >= min_change]  # the ends are not one shifted picture
@@ -106,11 +140,11 @@ def _windows(thumbs: torch.Tensor, exact, min_change: float) -> list[tuple[int, 
     return found
 
 
-def _share_line(raw: torch.Tensor, before: int, after: int):
+def _share_line(frames: _Thumbs, before: int, after: int):
     """Frames strictly between fixed ends `before` and `after` -> (frames, share, ratio) of those on the ramp (share
     within RAMP), and the fitted share's slope per frame (None: fewer than 2 such frames)."""
     t = torch.arange(before + 1, after)  # (n,)
-    ratio, share = _cell_test(raw, t, torch.full_like(t, before), torch.full_like(t, after))  # (n,) each
+    ratio, share = _cell_test(frames, t, torch.full_like(t, before), torch.full_like(t, after))  # (n,) each
     on_ramp = (share >= RAMP[0]) & (share <= RAMP[1])
     if int(on_ramp.sum()) < 2:
         return None
@@ -131,18 +165,18 @@ def _fitted_span(line, before: int, after: int) -> tuple[int, int, int]:
     return first, last, min(max(math.ceil(frame_at(0.5)), first), last)
 
 
-def _ramp(raw: torch.Tensor, run: list[tuple], total: int) -> Transition | None:
+def _ramp(frames: _Thumbs, run: list[tuple], total: int) -> Transition | None:
     """A run of passing windows -> the wipe it belongs to, or None (step 2 of the module doc)."""
     reach = max(window[1] for window in run)
     before, after = max(run[0][0] - reach, 0), min(run[-1][0] + reach, total - 1)
-    line = _share_line(raw, before, after)  # far ends: surely outside the transition
+    line = _share_line(frames, before, after)  # far ends: surely outside the transition
     if line is None or line[3] * float(line[0][-1] - line[0][0]) < MIN_RISE:
         return None  # a jump (a cut), or the new picture does not take over
     first, last, _ = _fitted_span(line, before, after)
     # Ends closer to it (a quarter of its length outside): less motion between them for the cell test.
     margin = max(2, (last - first) // 4)
     before, after = max(first - margin, before), min(last + margin, after)
-    line = _share_line(raw, before, after)
+    line = _share_line(frames, before, after)
     if line is None or line[3] <= 0 or float(line[2].median()) > MAX_RAMP_RATIO:
         return None  # frames half way everywhere: a dissolve
     first, last, cut = _fitted_span(line, before, after)
@@ -151,6 +185,7 @@ def _ramp(raw: torch.Tensor, run: list[tuple], total: int) -> Transition | None:
 
 def find_wipes(thumbs: torch.Tensor, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
     """(T, d) thumbnails -> wipes, one per run of passing window centres. exact: (T,) bool, frames to trust."""
-    raw = thumbs.float().view(thumbs.shape[0], 3, -1)  # (T, 3, 576)
-    found = (_ramp(raw, run, thumbs.shape[0]) for run in _runs(_windows(thumbs, exact, min_change), gap=2 * SCALES[0]))
+    frames = _Thumbs(thumbs)
+    runs = _runs(_windows(thumbs, frames, exact, min_change), gap=2 * SCALES[0])
+    found = (_ramp(frames, run, thumbs.shape[0]) for run in runs)
     return [wipe for wipe in found if wipe is not None]
