@@ -59,7 +59,7 @@ class FixedPreferenceModel(torch.nn.Module):
                                       max_history=50)
         self.device = torch.device("cpu")
 
-    def encode(self, history_codes, history_mask, *unused):
+    def encode(self, history_codes, history_mask, *unused, **unused_by_name):
         return history_codes.new_zeros(history_codes.shape[0], 1, 1).float(), history_mask
 
     def start_decoding(self, memory, memory_mask, num_beams):
