@@ -38,6 +38,7 @@ __all__ = [
     "frame_scores",
     "rgb_to_hsv",
     "scan_scores",
+    "scanned_scores",
     "skim_scores",
 ]
 
@@ -199,10 +200,16 @@ def scan_scores(path, weights, *, size=72, chunk_size: int = 32, device=None) ->
     """`frame_scores` of every frame of a file, decoded by `VideoScanner.frame_chunks`: the pixels `skim_scores`
     sees, so both find the same shots. Raises VideoReadError like `VideoScanner`."""
     scanner = VideoScanner(path, size)
-    scorer = ContentScorer(weights, device)
+    chunks = (chunk.frames for chunk in _prefetch(scanner.frame_chunks(chunk_size)))
+    return scanned_scores(scanner, chunks, ContentScorer(weights, device))
+
+
+def scanned_scores(scanner: VideoScanner, chunks, scorer: ContentScorer) -> FrameScores:
+    """Every frame of `scanner`'s file, decoded into `chunks` ((t, h, w, 3) uint8, display order), scored by
+    `scorer`; timed by the scanner. Raises VideoReadError when fewer frames come than the scanner lists."""
     scores, spreads, thumbs = [], [], []
-    for chunk in _prefetch(scanner.frame_chunks(chunk_size)):
-        score, spread, thumb = scorer(chunk.frames)
+    for frames in chunks:
+        score, spread, thumb = scorer(frames)  # (t,), (t,), (t, 1728)
         scores.append(score)
         spreads.append(spread)
         thumbs.append(thumb)

@@ -23,7 +23,7 @@ from av.video.reformatter import VideoReformatter
 
 from videoai.tokenize.scan import VideoScanner
 from videoai.tokenize.video_io import VideoReadError
-from videoai.understand.content_score import ContentScorer, FrameScores
+from videoai.understand.content_score import ContentScorer, FrameScores, scanned_scores
 
 __all__ = ["INTERPOLATION", "fast_scan_scores"]
 
@@ -66,13 +66,4 @@ def fast_scan_scores(path, weights, *, size=72, chunk_size: int = 32, device=Non
     """Scores, spreads and thumbnails of every frame of a file in one decoding pass (see the module doc).
     Raises VideoReadError like `VideoScanner`, and when a listed frame does not decode."""
     scanner = VideoScanner(path, size)
-    scorer = ContentScorer(weights, device)
-    scores, spreads, thumbs = [], [], []
-    for frames in _frames(scanner, chunk_size):
-        score, spread, thumb = scorer(frames)  # (t,), (t,), (t, 1728)
-        scores.append(score)
-        spreads.append(spread)
-        thumbs.append(thumb)
-    scores = torch.cat(scores)
-    return FrameScores(scores, torch.from_numpy(scanner.timestamps), torch.cat(spreads), torch.cat(thumbs),
-                       torch.ones(scores.shape[0], dtype=torch.bool), scanner.duration)
+    return scanned_scores(scanner, _frames(scanner, chunk_size), ContentScorer(weights, device))
