@@ -88,6 +88,16 @@ def _standardised(centred: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return centred / sigma.clamp_min(MIN_CONTRAST / 2)[:, None]
 
 
+def _window_blocks(standard: torch.Tensor, h: int):
+    """The windows of half-width h, _BLOCK centres at a time -> (first, rows, change): centres [first, first + n),
+    their standardised rows [first - h, first + n + h) (n + 2h, d) and the change D (n,) from end a to end b."""
+    total = standard.shape[0]
+    for first in range(h, total - h, _BLOCK):
+        last = min(first + _BLOCK, total - h)  # window centres [first, last)
+        rows = standard[first - h:last + h]  # (n + 2h, d) standardised frames
+        yield first, rows, (rows[2 * h:] - rows[:last - first]).abs().mean(1)  # (n,) end b minus end a
+
+
 def _window_scores(centred: torch.Tensor, standard: torch.Tensor, h: int, min_change: float):
     """Change D (T,) of the windows of half-width h centred on every frame (0 off the ends), and ratio E / D (T,)
     where D >= min_change (1 elsewhere: only those windows can pass, and most windows change less).
@@ -98,12 +108,8 @@ def _window_scores(centred: torch.Tensor, standard: torch.Tensor, h: int, min_ch
     total = centred.shape[0]
     change, ratio = torch.zeros(total), torch.ones(total)
     floor = MIN_CONTRAST / 2
-    for first in range(h, total - h, _BLOCK):
-        last = min(first + _BLOCK, total - h)  # window centres [first, last)
-        count = last - first
-        rows = standard[first - h:last + h]  # (count + 2h, d) standardised frames
-        d = (rows[2 * h:] - rows[:count]).abs().mean(1)  # (count,) end b minus end a
-        change[first:last] = d
+    for first, rows, d in _window_blocks(standard, h):
+        change[first:first + d.shape[0]] = d
         keep = (d >= min_change).nonzero().flatten()  # (k,) windows whose ends differ enough to be tested
         if keep.numel():
             a, b = centred[first - h + keep], centred[first + h + keep]  # (k, d) each, zero-mean rows

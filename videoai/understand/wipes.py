@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from videoai.understand.transitions import (
-    _BLOCK,
     MAX_SHIFT,
     MIN_CONTRAST,
     SCALES,
@@ -35,6 +34,7 @@ from videoai.understand.transitions import (
     _runs,
     _shifted_change,
     _standardised,
+    _window_blocks,
 )
 
 __all__ = ["MAX_RATIO", "SHARE", "find_wipes"]
@@ -48,17 +48,12 @@ MAX_RAMP_RATIO = 0.3  # median ratio over the ramp, at most: ends further apart 
 
 
 class _Thumbs:
-    """A video's raw thumbnails (T, 3, 576) and, computed once, what every shifted comparison reads."""
+    """A video's raw thumbnails (T, 3, 576) and the shift masks every shifted comparison reads (built once)."""
 
     def __init__(self, thumbs: torch.Tensor):
         height, width = THUMB_SIZE
         dy, dx = MAX_SHIFT
         self.raw = thumbs.float().view(thumbs.shape[0], 3, height * width)  # (T, 3, 576)
-        self.padded = F.pad(self.raw.view(-1, 3, height, width), (dx, dx, dy, dy))  # (T, 3, 24, 44), 0 outside
-        grey = self.raw.view(-1, 3, height, width).mean(1, keepdim=True)  # (T, 1, 18, 32)
-        self.grey_padded = F.pad(grey[:, 0], (dx, dx, dy, dy))  # (T, 24, 44)
-        # Half-resolution grey levels for a first, coarse search (shifts of 2 pixels)
-        self.coarse_padded = F.pad(F.avg_pool2d(grey, 2)[:, 0], (dx // 2, dx // 2, dy // 2 + 1, dy // 2 + 1))
         self.coverage, self.covered = _coverage((height, width), (dy, dx))  # (7, 13, 18, 32), (7, 13)
         self.coarse_coverage, self.coarse_covered = _coverage((height // 2, width // 2), (dy // 2 + 1, dx // 2))
 
@@ -71,7 +66,13 @@ class _Thumbs:
         rows = torch.arange(middle.shape[0])
         m = self.raw[middle].view(-1, 3, height, width)  # (k, 3, 18, 32)
         grey = m.mean(1)  # (k, 18, 32)
-        coarse = self.coarse_padded[end].unfold(1, height // 2, 1).unfold(2, width // 2, 1)  # (k, 5, 7, 9, 16)
+        # Only the ends compared are padded (zeros outside; the coverage masks leave those cells out)
+        ends = self.raw[end].view(-1, 3, height, width)  # (k, 3, 18, 32)
+        padded = F.pad(ends, (dx, dx, dy, dy))  # (k, 3, 24, 44)
+        grey_end = ends.mean(1, keepdim=True)  # (k, 1, 18, 32)
+        # Half-size grey levels for the coarse search (shifts of 2 pixels)
+        coarse = F.pad(F.avg_pool2d(grey_end, 2)[:, 0], (dx // 2, dx // 2, dy // 2 + 1, dy // 2 + 1))  # (k, 13, 22)
+        coarse = coarse.unfold(1, height // 2, 1).unfold(2, width // 2, 1)  # (k, 5, 7, 9, 16)
         distance = (F.avg_pool2d(grey[:, None], 2)[:, 0, None, None] - coarse).abs() * self.coarse_coverage
         best = (distance.sum((3, 4)) / self.coarse_covered).flatten(1).argmin(1)  # (k,)
         shift_y = 2 * (best // coarse.shape[2] - (dy // 2 + 1))  # (k,) in full-size pixels
@@ -79,12 +80,12 @@ class _Thumbs:
         near = torch.tensor([-1, 0, 1])
         row = (shift_y[:, None, None] + near[None, :, None] + dy).clamp(0, 2 * dy).expand(-1, 3, 3)  # (k, 3, 3)
         col = (shift_x[:, None, None] + near[None, None, :] + dx).clamp(0, 2 * dx).expand(-1, 3, 3)
-        fine = self.grey_padded[end].unfold(1, height, 1).unfold(2, width, 1)  # (k, 7, 13, 18, 32), a view
+        fine = F.pad(grey_end[:, 0], (dx, dx, dy, dy)).unfold(1, height, 1).unfold(2, width, 1)  # (k, 7, 13, 18, 32)
         fine = fine[rows[:, None, None], row, col]  # (k, 3, 3, 18, 32)
         distance = (grey[:, None, None] - fine).abs() * self.coverage[row, col]  # (k, 3, 3, 18, 32)
         pick = (distance.sum((3, 4)) / self.covered[row, col]).flatten(1).argmin(1)  # (k,) of the 9 neighbours
         row, col = row.flatten(1)[rows, pick], col.flatten(1)[rows, pick]  # (k,) each
-        chosen = self.padded[end].unfold(2, height, 1).unfold(3, width, 1)[rows, :, row, col]  # (k, 3, 18, 32)
+        chosen = padded.unfold(2, height, 1).unfold(3, width, 1)[rows, :, row, col]  # (k, 3, 18, 32)
         error = (m - chosen).abs().mean(1)  # (k, 18, 32)
         return error.masked_fill(self.coverage[row, col] == 0, float("inf")).flatten(1)
 
@@ -116,13 +117,9 @@ def _windows(thumbs: torch.Tensor, frames: _Thumbs, exact, min_change: float) ->
     """-> (t, h, D) for every window passing step 1 of the module doc."""
     centred, sigma = _centred(thumbs)
     standard = _standardised(centred, sigma)  # (T, d)
-    total = thumbs.shape[0]
     found = []
     for h in SCALES:
-        for first in range(h, total - h, _BLOCK):
-            last = min(first + _BLOCK, total - h)  # window centres [first, last)
-            rows = standard[first - h:last + h]  # (count + 2h, d)
-            change = (rows[2 * h:] - rows[:last - first]).abs().mean(1)  # (count,) D of each window
+        for first, _, change in _window_blocks(standard, h):  # change: (n,) D of the windows centred from first
             t = first + (change >= min_change).nonzero().flatten()  # (k,) centres worth testing
             t = t[(sigma[t - h] >= MIN_CONTRAST) & (sigma[t + h] >= MIN_CONTRAST)]
             if exact is not None:
