@@ -255,13 +255,19 @@ COLUMNS = [  # (key, header, format, grows-with-cost: exponent of the figure its
 ]
 
 
+COLUMN = {spec[0]: spec for spec in COLUMNS}
+
+
+def _with_peer(key: str) -> list[tuple]:
+    """Column specs of a figure for the IDs before spill_large_groups ("peer_" key), then for these IDs."""
+    _, header, fmt, cost = COLUMN[key]
+    peer_header = f"peer {header}"
+    return [(f"peer_{key}", peer_header, re.sub(r"\d+", str(len(peer_header)), fmt, count=1), cost), COLUMN[key]]
+
+
 PEER_COLUMNS = [  # --peer-unspilled: the same figures for the IDs before spill_large_groups
-    ("items", "items", "{:>9d}", None), ("peer_vocab", "peer V", "{:>6d}", None),
-    ("spilled", "spilled items", "{:>13d}", None), ("peer_train_seq_s", "peer train seq/s", "{:>16.1f}", False),
-    ("train_seq_s", "train seq/s", "{:>11.1f}", False), ("peer_beam256_ms", "peer beam@256 ms", "{:>16.2f}", True),
-    ("beam256_ms", "beam@256 ms", "{:>11.2f}", True), ("peer_beam1_ms", "peer beam@1 ms", "{:>14.1f}", True),
-    ("beam1_ms", "beam@1 ms", "{:>9.1f}", True), ("peer_model_mb", "peer model MB", "{:>13.1f}", True),
-    ("model_mb", "model MB", "{:>8.1f}", True),
+    COLUMN["items"], ("peer_vocab", "peer V", "{:>6d}", None), ("spilled", "spilled items", "{:>13d}", None),
+    *(spec for key in ("train_seq_s", "beam256_ms", "beam1_ms", "model_mb") for spec in _with_peer(key)),
 ]
 
 
