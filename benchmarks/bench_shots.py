@@ -168,17 +168,16 @@ def make_dissolves(folder: Path, count: int, fps: float = 25.0, gradual: str = "
             if join == "cut":
                 cuts.append(start)
                 current = torch.cat([current, following])
-            elif join == "dissolve":
+            elif join in ("dissolve", "wipe"):
                 length = min(int(rng.integers(8, 61)), len(following) - 20)
-                alpha = torch.linspace(0, 1, length + 2)[1:-1, None, None, None]  # (length, 1, 1, 1), 0 < a < 1
-                outgoing = _continue(current, length)  # the outgoing shot keeps moving under the blend
-                blend = ((1 - alpha) * outgoing.float() + alpha * following[:length].float()).round().to(torch.uint8)
-                spans.append((start, start + length - 1))
-                current = torch.cat([current, blend, following[length:]])
-            elif join == "wipe":
-                length = min(int(rng.integers(8, 61)), len(following) - 20)
-                direction = WIPE_DIRECTIONS[int(rng.integers(len(WIPE_DIRECTIONS)))]
-                mixed = wipe(_continue(current, length), following[:length], direction)
+                outgoing = _continue(current, length)  # the outgoing shot keeps moving under the transition
+                if join == "dissolve":
+                    alpha = torch.linspace(0, 1, length + 2)[1:-1, None, None, None]  # (length, 1, 1, 1), 0 < a < 1
+                    mixed = ((1 - alpha) * outgoing.float() + alpha * following[:length].float()).round()
+                    mixed = mixed.to(torch.uint8)
+                else:
+                    direction = WIPE_DIRECTIONS[int(rng.integers(len(WIPE_DIRECTIONS)))]
+                    mixed = wipe(outgoing, following[:length], direction)
                 spans.append((start, start + length - 1))
                 current = torch.cat([current, mixed, following[length:]])
             else:  # fade out over 10-30 frames, 20 black frames, fade in over 10-30 frames
