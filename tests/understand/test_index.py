@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import videoai.understand.index as index_module
+import videoai.understand.index_engines as index_engines
 from videoai.tokenize import write_video
 from videoai.understand.index import (DESCRIPTOR_DIM, WORKER_DIED, CatalogueError, IndexConfig, find_videos,
                                       index_videos, weight_free_embedding)
@@ -221,8 +222,11 @@ def test_a_worker_that_dies_costs_one_row_not_the_run(library, catalogue, tmp_pa
     index_with_a_crash(library, catalogue, tmp_path, monkeypatch, workers=workers)
 
 
-def test_ray_gives_a_crashing_video_one_row_instead_of_retrying_forever(library, catalogue, tmp_path, monkeypatch):
+@pytest.mark.parametrize("max_blocks", [4096, 2])  # 2: the crashing video's block also holds others
+def test_ray_gives_a_crashing_video_one_row_instead_of_retrying_forever(library, catalogue, tmp_path, monkeypatch,
+                                                                        max_blocks):
     ray = pytest.importorskip("ray")
+    monkeypatch.setattr(index_engines, "MAX_RAY_BLOCKS", max_blocks)
     # Ray's workers do not see this process's sys.path: they get the task's module through PYTHONPATH.
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning",

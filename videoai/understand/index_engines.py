@@ -7,8 +7,9 @@ A local worker process that dies (a segfault or OOM kill in a decoder) breaks th
 exception cannot say which video did it: every video that was in flight then runs alone in a new pool, so a
 second death names its video, which becomes the row `crashed(path)`; then the rest go on in parallel again.
 On Ray a task whose worker dies is retried once (Ray Data's default is to retry it forever, so one file that
-crashes its decoder would hang the run); a video still failing then is dropped by Ray Data (`max_errored_blocks`
-unlimited for this dataset) and gets the row `crashed(path)` once the others are done.
+crashes its decoder would hang the run); a block still failing then is dropped by Ray Data (`max_errored_blocks`
+unlimited for this dataset). Past MAX_RAY_BLOCKS videos a block holds several, so the videos of dropped blocks run
+once more, one per block; a video still failing then gets the row `crashed(path)`.
 """
 
 from __future__ import annotations
@@ -109,6 +110,17 @@ def _ray_row(item: dict, task: Callable[[str], dict]) -> dict:
     return {"path": item["path"], "row": pickle.dumps(task(item["path"]))}
 
 
+def _ray_rows(paths: list[str], task: Callable[[str], dict], workers: int | None) -> Iterator[dict]:
+    """Records {"path", "row" (pickled)} of one Ray Data pass over `paths`, one video per block up to MAX_RAY_BLOCKS."""
+    import ray
+
+    dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=min(len(paths), MAX_RAY_BLOCKS))
+    with warnings.catch_warnings():  # Ray 2.60 deprecates remote args as keywords but names no max_retries yet
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        dataset = dataset.map(_ray_row, fn_kwargs={"task": task}, num_cpus=1, concurrency=workers, max_retries=1)
+    yield from dataset.iter_rows()
+
+
 def run_ray(paths: list[str], task: Callable[[str], dict], workers: int | None, address: str | None,
             crashed: Callable[[str], dict]) -> Iterator[dict]:
     """`ray.data.from_items(paths).map(task)` on the cluster at `address` (or the running / a new local one);
@@ -128,18 +140,21 @@ def run_ray(paths: list[str], task: Callable[[str], dict], workers: int | None, 
     ray_data_logger = logging.getLogger("ray.data")  # its execution-plan notes would break up our progress bar
     level = ray_data_logger.level
     ray_data_logger.setLevel(logging.ERROR)
-    dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=min(len(paths), MAX_RAY_BLOCKS))
-    with warnings.catch_warnings():  # Ray 2.60 deprecates remote args as keywords but names no max_retries yet
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        dataset = dataset.map(_ray_row, fn_kwargs={"task": task}, num_cpus=1, concurrency=workers, max_retries=1)
     missing = Counter(paths)  # the videos whose rows have not come back
-    try:
-        for record in dataset.iter_rows():
+
+    def rows_of(chunk: list[str]) -> Iterator[dict]:
+        for record in _ray_rows(chunk, task, workers):
             missing[record["path"]] -= 1
             yield pickle.loads(record["row"])
-        for path, count in missing.items():
-            for _ in range(count):
-                yield crashed(path)
+
+    try:
+        yield from rows_of(paths)
+        if len(paths) > MAX_RAY_BLOCKS:  # a dropped block held several videos: run those once more, one per block
+            retry = list(missing.elements())
+            for start in range(0, len(retry), MAX_RAY_BLOCKS):
+                yield from rows_of(retry[start:start + MAX_RAY_BLOCKS])
+        for path in missing.elements():
+            yield crashed(path)
     finally:
         context.max_errored_blocks = errored_blocks
         ray_data_logger.setLevel(level)
