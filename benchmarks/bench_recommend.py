@@ -98,8 +98,8 @@ def parse_args():
                         "tying; needs --item-embedding and --node-levels > 0)")
     p.add_argument("--item-loss-weight", type=float, default=2.0,
                    help="weight of OneRec's auxiliary full softmax over all items from the first-token decoder state "
-                        "(OneRecConfig.item_loss_weight; needs --node-input; 0 = off; default 2, picked on Beauty validation users "
-                        "over 0.5, 1 and 4)")
+                        "(OneRecConfig.item_loss_weight; needs --node-input; 0 = off; default 2, picked on Beauty "
+                        "validation users over 0.5, 1 and 4)")
     p.add_argument("--item-score-weights", type=float, nargs="+", default=[2.0],
                    help="rank with log P(ID) + w * log P_head(item) for each w (0 = beam search alone; needs "
                         "--item-loss-weight > 0 or a loaded model with an item head): one result row per w; the "
