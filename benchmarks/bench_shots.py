@@ -53,7 +53,7 @@ import torch
 from videoai.synthetic import WIPE_DIRECTIONS, ShapesConfig, make_clip, wipe
 from videoai.tokenize.scan import VideoScanner
 from videoai.tokenize.video_io import write_video
-from videoai.understand.fast_scan import _frames
+from videoai.understand.fast_scan import fast_scan_scores
 from videoai.understand.shots import detect_shots
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video"
@@ -279,8 +279,8 @@ def decode_ceilings(path: str, repeats: int) -> None:
     def ours(size):
         return lambda: sum(c.num_frames for c in iter_video_chunks(path, chunk_size=32, size=size))
 
-    def fast_pass():  # the default detector's decoding and scaling (videoai.understand.fast_scan), no scoring
-        return sum(chunk.shape[0] for chunk in _frames(VideoScanner(path, 72), 32))
+    def fast_pass(workers=None):  # the default detector's pass (videoai.understand.fast_scan), scores included
+        return lambda: fast_scan_scores(path, (1.0, 1.0, 1.0, 0.0), workers=workers).scores.shape[0]
 
     rows = {"PyAV decode only (no colour conversion)": pyav_only,
             "PyAV decode only, reference frames (skip_frame=NONREF)": lambda: pyav_only("NONREF"),
@@ -288,7 +288,8 @@ def decode_ceilings(path: str, repeats: int) -> None:
             "videoai iter_video_chunks 256x144 (decord)": ours((144, 256)),
             "videoai iter_video_chunks 128x72 (decord)": ours((72, 128)),
             "videoai VideoScanner.reference_chunks 128x72 (skim's first pass)": skim_first_pass((72, 128)),
-            "videoai fast_scan 128x72 (the default detector's pass: ffmpeg threads, FAST_BILINEAR)": fast_pass}
+            "videoai fast_scan_scores 128x72, one decoder with ffmpeg's threads (decoded and scored)": fast_pass(1),
+            "videoai fast_scan_scores 128x72, pieces on every core (the default detector's pass, scored)": fast_pass()}
     print(f"\nDecoding alone, {Path(path).name} (1280x720 H.264; frames/s = source frames / time):")
     print("| decoder | frames/s |\n|---|---|")
     for name, fn in rows.items():

@@ -85,6 +85,11 @@ class VideoScanner:
     def num_frames(self) -> int:
         return len(self._pts_list)
 
+    @property
+    def keyframe_indices(self) -> list[int]:
+        """Frame numbers of the keyframes (where a decoder may start), increasing."""
+        return sorted({bisect.bisect_left(self._pts_list, pts) for pts in self._keyframes})
+
     # ------------------------------------------------------------------------------------------------ decoding
 
     def _open(self):

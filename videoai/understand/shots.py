@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -344,8 +345,11 @@ def detect_shots(
             strength = torch.where(fades, strength.clamp_min(threshold), strength)  # a sharper cut nearby wins
         gradual = {}  # {cut: (kind, first, last)} of dissolves and wipes
         if dissolve_change is not None:
-            found = find_dissolves(scored.thumbnails, dissolve_change, scored.exact)
-            found += [wipe for wipe in find_wipes(scored.thumbnails, dissolve_change, scored.exact)
+            with ThreadPoolExecutor(max_workers=1) as pool:  # the two tests side by side (torch frees the GIL)
+                dissolves = pool.submit(find_dissolves, scored.thumbnails, dissolve_change, scored.exact)
+                wipes = find_wipes(scored.thumbnails, dissolve_change, scored.exact)
+                found = dissolves.result()
+            found += [wipe for wipe in wipes
                       if not any(wipe.first <= other.last and other.first <= wipe.last for other in found)]
             for transition in found:
                 # The transition explains the frame differences inside it: they are not cuts of their own.

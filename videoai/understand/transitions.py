@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from videoai.understand._threads import split_rows
 __all__ = [
     "MAX_RATIO",
     "SCALES",
@@ -64,12 +67,11 @@ def thumbnails(frames: torch.Tensor) -> torch.Tensor:
     count, height, width, _ = frames.shape
     rows, cols = height // THUMB_SIZE[0], width // THUMB_SIZE[1]
     if frames.device.type == "cpu" and rows * THUMB_SIZE[0] == height and cols * THUMB_SIZE[1] == width:
-        # Equal blocks: summing the block's rows, then its columns, as whole slices is 3x faster on the CPU than
-        # adaptive pooling, and bit for bit the same (float sums of whole numbers below 2**24 are exact).
-        blocks = frames.view(count, THUMB_SIZE[0], rows, THUMB_SIZE[1], cols, 3).float()
-        summed = sum(blocks[:, :, k] for k in range(rows))  # (s, 18, 32, cols, 3)
-        summed = sum(summed[:, :, :, k] for k in range(cols))  # (s, 18, 32, 3)
-        pooled = summed.permute(0, 3, 1, 2) / float(rows * cols)  # (s, 3, 18, 32)
+        # Equal blocks: OpenCV's area resize of the whole stack as one image (blocks never straddle two frames)
+        # is 3x faster on the CPU than adaptive pooling.
+        stacked = np.ascontiguousarray(frames.numpy()).reshape(count * height, width, 3).astype(np.float32)
+        pooled = cv2.resize(stacked, (THUMB_SIZE[1], count * THUMB_SIZE[0]), interpolation=cv2.INTER_AREA)
+        pooled = torch.from_numpy(pooled).view(count, *THUMB_SIZE, 3).permute(0, 3, 1, 2)  # (s, 3, 18, 32)
     else:
         pooled = F.adaptive_avg_pool2d(frames.permute(0, 3, 1, 2).float(), THUMB_SIZE)  # (s, 3, 18, 32)
     return pooled.flatten(1).to(torch.float16)
@@ -153,8 +155,12 @@ def _shifted_change(standard, first: torch.Tensor, last: torch.Tensor) -> torch.
     """(n,) change D between frames first and last at the best global shift of up to MAX_SHIFT thumbnail pixels.
 
     A camera move over smooth content passes the blend test (a shifted gradient is locally linear) but its ends
-    match once one is shifted; two different pictures match at no shift.
+    match once one is shifted; two different pictures match at no shift. The rows are split over the cores.
     """
+    return split_rows(lambda *ends: (_shifted_rows(standard, *ends),), first, last)[0]
+
+
+def _shifted_rows(standard, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     height, width = THUMB_SIZE
     a = standard[first].view(-1, 3, height, width)  # (n, 3, 18, 32)
     b = standard[last].view(-1, 3, height, width)

@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from videoai.understand._threads import split_rows
 from videoai.understand.transitions import (
     MAX_SHIFT,
     MIN_CONTRAST,
@@ -100,7 +101,14 @@ def _coverage(size: tuple[int, int], reach: tuple[int, int]) -> tuple[torch.Tens
 
 def _cell_test(frames: _Thumbs, t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, shifts: bool = True):
     """Frames t (k,) against ends a, b (k,) -> (ratio, share) (k,) each: error to the nearer end over the change
-    a -> b, and the share of that change already showing b; both over the cells both shifted ends cover."""
+    a -> b, and the share of that change already showing b; both over the cells both shifted ends cover.
+    With shifts (the detector's heaviest step) the rows are split over the cores."""
+    if shifts:
+        return split_rows(lambda *rows: _cell_rows(frames, *rows, shifts=True), t, a, b)
+    return _cell_rows(frames, t, a, b, shifts=False)
+
+
+def _cell_rows(frames: _Thumbs, t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, shifts: bool):
     raw = frames.raw
     if shifts:
         to_a, to_b = frames.errors(t, a), frames.errors(t, b)  # (k, 576) each

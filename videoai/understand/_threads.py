@@ -1,0 +1,42 @@
+"""Worker threads for the shot detector's heavy steps (decoding, scaling, OpenCV and torch all release the GIL)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+__all__ = ["shared_pool", "split_rows", "usable_cores"]
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def shared_pool() -> ThreadPoolExecutor:
+    """One thread per core for short CPU-bound tasks that start no tasks of their own (so none waits on itself)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="videoai-rows")
+        return _pool
+
+
+def split_rows(fn, *rows: torch.Tensor, min_rows: int = 32):
+    """fn(*rows) -> a tuple of tensors whose first dimension follows the rows', computed on about equal slices of
+    the rows in parallel (CPU tensors only, and only `min_rows` rows per slice at least). fn must not call
+    split_rows itself: the slices run on one shared pool."""
+    count = rows[0].shape[0]
+    parts = min(usable_cores(), count // min_rows)
+    if parts < 2 or rows[0].device.type != "cpu":
+        return fn(*rows)
+    bounds = [count * k // parts for k in range(parts + 1)]
+    pending = [shared_pool().submit(fn, *(r[a:b] for r in rows)) for a, b in zip(bounds, bounds[1:])]
+    results = [p.result() for p in pending]
+    return tuple(torch.cat(parts) for parts in zip(*results))
