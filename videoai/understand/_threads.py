@@ -8,15 +8,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-__all__ = ["shared_pool", "split_rows", "usable_cores"]
+__all__ = ["limit_cores", "shared_pool", "split_rows", "usable_cores"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_core_limit: int | None = None
+
+
+def limit_cores(count: int | None) -> None:
+    """Use at most `count` cores in this process (None: all), for processes that share a machine (index workers)."""
+    global _core_limit
+    _core_limit = None if count is None else max(1, int(count))
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """CPU cores this process may run on (at most the `limit_cores` share)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores if _core_limit is None else min(cores, _core_limit)
 
 
 def shared_pool() -> ThreadPoolExecutor:

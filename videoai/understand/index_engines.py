@@ -24,18 +24,22 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Callable, Iterator
 
+from videoai.understand._threads import limit_cores, usable_cores
+
 ENGINES = ("local", "ray")
 MAX_RAY_BLOCKS = 4096  # one video per block up to this many: small catalogues spread over every CPU
 
 _worker_task: Callable[[str], dict] | None = None
 
 
-def _init_worker(task: Callable[[str], dict]) -> None:
-    """Pool initializer: one intra-op thread per process (the processes share the cores), the task kept once."""
+def _init_worker(task: Callable[[str], dict], workers: int) -> None:
+    """Pool initializer: one intra-op thread per process and a share of the cores for the shot detector's threads
+    (the processes share the machine), the task kept once."""
     import torch
 
     global _worker_task
     torch.set_num_threads(1)
+    limit_cores(usable_cores() // workers)
     _worker_task = task
 
 
@@ -46,7 +50,7 @@ def _run_in_worker(path: str) -> dict:
 def _new_pool(task: Callable[[str], dict], workers: int) -> ProcessPoolExecutor:
     # spawn, not fork: torch and the decoder's threads do not survive a fork, and spawn behaves the same on every OS.
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(task,))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(task, workers))
 
 
 def run_local(paths: list[str], task: Callable[[str], dict], workers: int | None,
@@ -106,6 +110,7 @@ def run_local(paths: list[str], task: Callable[[str], dict], workers: int | None
 
 
 def _ray_row(item: dict, task: Callable[[str], dict]) -> dict:
+    limit_cores(1)  # each task holds one CPU of the cluster
     # Pickled so Ray Data never infers or unifies the nested column types; the caller builds the table.
     return {"path": item["path"], "row": pickle.dumps(task(item["path"]))}
 
