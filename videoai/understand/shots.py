@@ -4,8 +4,9 @@ The content score of frame t is the mean absolute difference to frame t-1 of hue
 8-bit HSV scale: H in [0, 180), S and V in [0, 255]), optionally of an edge map, averaged with `weights` — the score
 PySceneDetect's ContentDetector thresholds at 27. AdaptiveDetector's rule divides a frame's score by the mean score
 of the `window_width` frames on each side (videoai.understand.content_score computes the scores). A file's frames
-are decoded in one pass by videoai.understand.fast_scan (ffmpeg's frame threads, no deblocking, a 2-tap scaler
-from the decoder's YUV planes straight to the small RGB frame) and scored on the GPU when there is one.
+are decoded in one pass by videoai.understand.fast_scan (pieces between keyframes decoded side by side on every
+core, no deblocking, a 2-tap scaler from the decoder's YUV planes straight to the small RGB frame) and scored on the
+GPU when there is one; the dissolve and wipe tests then run side by side, their heaviest rows split over the cores.
 Every frame is decoded by default. Skimming (`skim=True`, files only) scores the reference frames of the stream
 first and decodes every frame only where two of them differ enough to hide a cut or a dissolve; the shots found are
 the same (tests/understand/test_shots.py compares both ways; skimming scales with BILINEAR, videoai.tokenize.scan,
