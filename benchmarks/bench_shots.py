@@ -21,7 +21,8 @@ PySceneDetect numbers VFR frames by time * average fps, so its cuts are mapped t
 presentation timestamp), which is how it is right on goldeneye-vfr-drop3.mp4; ours come from the timestamps directly.
 How each side decodes. PySceneDetect runs as its users run it: open_video() (its default backend, OpenCV's
 VideoCapture: ffmpeg with its default threads, full-size BGR frames), default detector settings, downscaled by its
-own auto factor (to ~256 px wide). Ours: PyAV with ffmpeg's frame threads (thread_type AUTO), deblocking skipped,
+own auto factor (to ~256 px wide). Ours: PyAV, the file's pieces between keyframes decoded side by side by unthreaded
+decoders, one per core (one decoder with ffmpeg's frame threads when the file is one piece), deblocking skipped,
 swscale FAST_BILINEAR from the YUV planes straight to 72-px RGB (videoai.understand.fast_scan).
 Ours decode every frame (the default) unless marked "skimming": reference frames first, then every frame only
 around possible cuts and dissolves (videoai.understand.content_score); it finds the same shots

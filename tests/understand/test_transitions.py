@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from videoai.synthetic import wipe
 from videoai.tokenize.video_io import write_video
 from videoai.understand.shots import Shot, detect_shots
-from videoai.understand.transitions import find_dissolves, thumbnails
+from videoai.understand.transitions import THUMB_SIZE, find_dissolves, thumbnails
 from videoai.understand.wipes import find_wipes
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "video"
@@ -180,3 +181,10 @@ def test_no_false_cuts_on_fades_and_counter():
 def test_bad_dissolve_threshold():
     with pytest.raises(ValueError, match="dissolve_threshold"):
         detect_shots(torch.zeros(4, 16, 16, 3, dtype=torch.uint8), dissolve_threshold=0)
+
+
+@pytest.mark.parametrize("size", [(72, 128), (54, 96), (40, 70)])
+def test_thumbnails_are_block_means(size):
+    frames = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (7, *size, 3), dtype=np.uint8))
+    expected = F.adaptive_avg_pool2d(frames.permute(0, 3, 1, 2).double(), THUMB_SIZE)
+    assert torch.equal(thumbnails(frames), expected.flatten(1).to(torch.float16))  # (7, 1728)

@@ -174,7 +174,7 @@ class ContentScorer:
 
     def _score_hsv8(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The CPU path without edges: absolute differences of OpenCV's 8-bit HSV summed as whole numbers, the same
-        values as the float path (whose sums are exact in float32 up to 2**24) at about half its cost."""
+        values as the float path (whose sums are exact in float32 up to 2**24), ~30% faster at 128x72."""
         count, height, width, _ = frames.shape
         rgb = np.ascontiguousarray(frames.numpy())
         step = max(1, _CPU_PIXELS // (height * width))  # frames at once: temporaries stay cache-sized

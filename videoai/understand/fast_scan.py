@@ -69,7 +69,7 @@ class _ScoredChunk:
 
 def _score_chunk(frames: torch.Tensor, weights, device) -> _ScoredChunk:
     scores, spreads, thumbs = ContentScorer(weights, device)(frames)  # (t,), (t,), (t, 1728)
-    return _ScoredChunk(scores, spreads, thumbs, frames[:1], frames[-1:])
+    return _ScoredChunk(scores, spreads, thumbs, frames[:1].clone(), frames[-1:].clone())  # not the whole chunk
 
 
 def _decoded(scanner: VideoScanner, start: int, end: int, threads: int, chunk_size: int):
