@@ -859,7 +859,8 @@ def synthetic_clip(path: Path) -> Path:
 
     t = torch.arange(150)[:, None, None]
     y, x = torch.arange(360)[None, :, None], torch.arange(640)[None, None, :]
-    frames = torch.stack([(x + 4 * t) % 256, (y + 2 * t) % 256, ((x // 40 + y // 40 + t // 30) % 2) * 255], -1)
+    planes = torch.broadcast_tensors((x + 4 * t) % 256, (y + 2 * t) % 256, ((x // 40 + y // 40 + t // 30) % 2) * 255)
+    frames = torch.stack(planes, -1)  # (150, 360, 640, 3)
     write_video(frames.to(torch.uint8), path, fps=30)
     return path
 
