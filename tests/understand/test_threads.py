@@ -1,3 +1,7 @@
+import multiprocessing
+import os
+
+import pytest
 import torch
 
 from videoai.understand._threads import split_rows
@@ -17,3 +21,22 @@ def test_split_rows_gives_what_one_call_gives():
     calls.clear()
     split_rows(fn, x[:15], y[:15], min_rows=10)  # too few rows to split
     assert calls == [15]
+
+
+def _doubled_in_child(queue) -> None:
+    rows = torch.arange(100.0)[:, None]
+    queue.put(float(split_rows(lambda x: (x * 2,), rows, min_rows=10)[0].sum()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_gets_a_pool_of_its_own():
+    split_rows(lambda x: (x,), torch.zeros(100, 1), min_rows=10)  # the parent's pool exists before the fork
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_doubled_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and queue.get(timeout=5) == 9900.0

@@ -15,6 +15,16 @@ _pool_lock = threading.Lock()
 _core_limit: int | None = None
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child has none of the parent's threads: it starts a pool of its own when it needs one."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def limit_cores(count: int | None) -> None:
     """Use at most `count` cores in this process (None: all), for processes that share a machine (index workers)."""
     global _core_limit
