@@ -57,4 +57,4 @@ def split_rows(fn, *rows: torch.Tensor, min_rows: int = 32):
     bounds = [count * k // parts for k in range(parts + 1)]
     pending = [shared_pool().submit(fn, *(r[a:b] for r in rows)) for a, b in zip(bounds, bounds[1:])]
     results = [p.result() for p in pending]
-    return tuple(torch.cat(parts) for parts in zip(*results))
+    return tuple(torch.cat(columns) for columns in zip(*results))  # each output's slices, in order

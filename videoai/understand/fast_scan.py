@@ -3,12 +3,12 @@
 Decoding is the floor of any detector that looks at every frame; this pass adds as little as it can on top:
   - the file is cut at keyframes into pieces (whole groups of pictures, MIN_PIECE frames at least), and one worker
     thread per core takes the next piece as it frees up: each piece has its own unthreaded decoder, seeked to its
-    keyframe, and downscales and scores its own frames; each piece's first frame is then scored against the frame
-    before it. PyAV, swscale, OpenCV and torch release the GIL, so the workers run side by side. An unthreaded
-    decoder spends ~30% less CPU per frame than ffmpeg's frame threads, and decoding no longer waits while frames
-    are scored. A file of one piece (one keyframe, or short) has one decoder with ffmpeg's own threads. The frames
-    and scores are the same either way, bit for bit (a decoder started at a keyframe sees the same references;
-    tests/understand/test_fast_scan.py compares both);
+    keyframe, and downscales its frames while a shared pool of threads scores them chunk by chunk; each chunk's
+    first frame is then scored against the frame before it. PyAV, swscale, OpenCV and torch release the GIL, so
+    the threads run side by side. An unthreaded decoder spends ~30% less CPU per frame than ffmpeg's frame
+    threads, and decoding no longer waits while frames are scored. A file of one piece (one keyframe, or short)
+    has one decoder with ffmpeg's own threads. The frames and scores are the same either way, bit for bit (a
+    decoder started at a keyframe sees the same references; tests/understand/test_fast_scan.py compares both);
   - the in-loop deblocking filter is skipped, as `VideoScanner` does;
   - frames go from the decoder's YUV planes to the small RGB frame in one swscale call with FAST_BILINEAR, which
     reads two source pixels per output pixel and axis instead of the ~20 of BILINEAR at a 10x reduction: 3x less
