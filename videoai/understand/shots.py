@@ -346,7 +346,9 @@ def detect_shots(
             strength = torch.where(fades, strength.clamp_min(threshold), strength)  # a sharper cut nearby wins
         gradual = {}  # {cut: (kind, first, last)} of dissolves and wipes
         if dissolve_change is not None:
-            with ThreadPoolExecutor(max_workers=1) as pool:  # the two tests side by side (torch frees the GIL)
+            # The two tests side by side (torch frees the GIL), on a thread of their own: both split their rows
+            # over the shared pool and wait for them, so running a test on that pool could wait on itself.
+            with ThreadPoolExecutor(max_workers=1) as pool:
                 dissolves = pool.submit(find_dissolves, scored.thumbnails, dissolve_change, scored.exact)
                 wipes = find_wipes(scored.thumbnails, dissolve_change, scored.exact)
                 found = dissolves.result()
