@@ -46,11 +46,15 @@ def shared_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def split_rows(fn, *rows: torch.Tensor, min_rows: int = 32):
-    """fn(*rows) -> a tuple of tensors whose first dimension follows the rows', computed on about equal slices of
-    the rows in parallel (CPU tensors only, and only `min_rows` rows per slice at least). fn must not call
-    split_rows itself: the slices run on one shared pool."""
+def split_rows(fn, *rows: torch.Tensor, min_rows: int = 32, max_rows: int = 4096):
+    """fn(*rows) -> a tuple of tensors whose first dimension follows the rows', computed `max_rows` rows at a time
+    (bounding fn's temporaries), each block in about equal slices in parallel (CPU tensors only, and only `min_rows`
+    rows per slice at least). fn must not call split_rows itself: the slices run on one shared pool."""
     count = rows[0].shape[0]
+    if count > max_rows:
+        blocks = [split_rows(fn, *(r[a:a + max_rows] for r in rows), min_rows=min_rows, max_rows=max_rows)
+                  for a in range(0, count, max_rows)]
+        return tuple(torch.cat(columns) for columns in zip(*blocks))
     parts = min(usable_cores(), count // min_rows)
     if parts < 2 or rows[0].device.type != "cpu":
         return fn(*rows)

@@ -59,6 +59,7 @@ from videoai.understand.content_score import (
 )
 from videoai.understand.fast_scan import fast_scan_scores
 from videoai.understand.transitions import (
+    ThumbnailStats,
     Transition,
     contrast,
     fade_span,
@@ -345,12 +346,14 @@ def detect_shots(
             candidate = candidate | fades
             strength = torch.where(fades, strength.clamp_min(threshold), strength)  # a sharper cut nearby wins
         gradual = {}  # {cut: (kind, first, last)} of dissolves and wipes
+        stats = None  # the thumbnails prepared once for both tests and the fade spans
         if dissolve_change is not None:
+            stats = ThumbnailStats(scored.thumbnails)
             # The two tests side by side (torch frees the GIL), on a thread of their own: both split their rows
             # over the shared pool and wait for them, so running a test on that pool could wait on itself.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                dissolves = pool.submit(find_dissolves, scored.thumbnails, dissolve_change, scored.exact)
-                wipes = find_wipes(scored.thumbnails, dissolve_change, scored.exact)
+                dissolves = pool.submit(find_dissolves, stats, dissolve_change, scored.exact)
+                wipes = find_wipes(stats, dissolve_change, scored.exact)
                 found = dissolves.result()
             found += [wipe for wipe in wipes
                       if not any(wipe.first <= other.last and other.first <= wipe.last for other in found)]
@@ -366,7 +369,8 @@ def detect_shots(
         labels = {}
         if blank_low is not None:
             state = blank_state(scored.spreads, blank_low)
-            labels = _label_fades(cuts, set(fades.nonzero().flatten().tolist()), state,
-                                  contrast(scored.thumbnails), max(2, int(min_shot_len) - 1))
+            contrasts = contrast(scored.thumbnails) if stats is None else stats.contrast
+            labels = _label_fades(cuts, set(fades.nonzero().flatten().tolist()), state, contrasts,
+                                  max(2, int(min_shot_len) - 1))
         labels.update({cut: gradual[cut] for cut in cuts if cut in gradual})
     return shots_from_cuts(cuts, timestamps, end_time, labels)

@@ -34,11 +34,14 @@ __all__ = [
     "MAX_RATIO",
     "SCALES",
     "THUMB_SIZE",
+    "ThumbnailStats",
     "Transition",
     "contrast",
     "dissolve_windows",
+    "ends_differ",
     "fade_span",
     "find_dissolves",
+    "prepared",
     "thumbnails",
 ]
 
@@ -87,41 +90,67 @@ def _centred(thumbs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x, x.square().mean(1).sqrt()
 
 
+def _mean_abs_difference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(n, d), (n, d) float32 CPU rows -> (n,) mean |x - y| of each row pair; OpenCV's absdiff and row sums (about
+    twice torch's speed at these sizes, one pass and no signed temporary)."""
+    x, y = np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())
+    sums = cv2.reduce(cv2.absdiff(x, y), 1, cv2.REDUCE_SUM)  # (n, 1)
+    return torch.from_numpy(sums).view(-1) / x.shape[1]
+
+
+class ThumbnailStats:
+    """A video's thumbnails prepared once for every test that reads them (dissolves, wipes, fade spans): centred
+    rows, contrast, standardised rows and the change D across windows of every half-width in SCALES. The tests run
+    on the CPU (small tensors, many short steps)."""
+
+    def __init__(self, thumbs: torch.Tensor):
+        self.thumbs = thumbs.cpu()  # (T, d) float16
+        self.centred, self.contrast = _centred(self.thumbs)  # (T, d) float32, (T,)
+        self.standard = _standardised(self.centred, self.contrast)  # (T, d)
+        total = self.thumbs.shape[0]
+        self.change = {}  # {h: (T,) D of the window of half-width h centred on each frame, 0 off the ends}
+        for h in SCALES:
+            change = torch.zeros(total)
+            for first in range(h, total - h, _BLOCK):  # window centres [first, last), a block at a time
+                last = min(first + _BLOCK, total - h)
+                change[first:last] = _mean_abs_difference(self.standard[first + h:last + h],
+                                                          self.standard[first - h:last - h])
+            self.change[h] = change
+
+    def candidates(self, h: int, min_change: float, exact: torch.Tensor | None) -> torch.Tensor:
+        """(k,) centres of the windows of half-width h worth testing: change D >= min_change, both ends pictures
+        (contrast >= MIN_CONTRAST) and, with exact (T,) bool, all three frames trusted."""
+        t = (self.change[h] >= min_change).nonzero().flatten()  # (k,)
+        t = t[(self.contrast[t - h] >= MIN_CONTRAST) & (self.contrast[t + h] >= MIN_CONTRAST)]
+        return t if exact is None else t[exact[t - h] & exact[t] & exact[t + h]]
+
+
+def prepared(thumbs) -> ThumbnailStats:
+    """Thumbnails (T, d) or ThumbnailStats -> ThumbnailStats (computed once when several tests share them)."""
+    return thumbs if isinstance(thumbs, ThumbnailStats) else ThumbnailStats(thumbs)
+
+
 def _standardised(centred: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """(T, d) centred rows -> z(x) = x / max(sigma, floor), (T, d): computed once, shared by every window size."""
     return centred / sigma.clamp_min(MIN_CONTRAST / 2)[:, None]
 
 
-def _window_blocks(standard: torch.Tensor, h: int):
-    """The windows of half-width h, _BLOCK centres at a time -> (first, rows, change): centres [first, first + n),
-    their standardised rows [first - h, first + n + h) (n + 2h, d) and the change D (n,) from end a to end b."""
-    total = standard.shape[0]
-    for first in range(h, total - h, _BLOCK):
-        last = min(first + _BLOCK, total - h)  # window centres [first, last)
-        rows = standard[first - h:last + h]  # (n + 2h, d) standardised frames
-        yield first, rows, (rows[2 * h:] - rows[:last - first]).abs().mean(1)  # (n,) end b minus end a
+def _blend_ratio(stats: ThumbnailStats, t: torch.Tensor, h: int) -> torch.Tensor:
+    """Ratio E / D (k,) of the windows of half-width h centred on frames t (k,).
 
-
-def _window_scores(centred: torch.Tensor, standard: torch.Tensor, h: int, min_change: float):
-    """Change D (T,) of the windows of half-width h centred on every frame (0 off the ends), and ratio E / D (T,)
-    where D >= min_change (1 elsewhere: only those windows can pass, and most windows change less).
-
-    With x the centred rows, z(x) = x / max(sigma, floor) (`standard`), and the average of two frames standardised
-    directly: its centred row is (x_a + x_b) / 2. Ends are compared as slices of one block of standardised rows.
+    With x the centred rows, z(x) = x / max(sigma, floor), and the average of two frames standardised directly: its
+    centred row is (x_a + x_b) / 2.
     """
-    total = centred.shape[0]
-    change, ratio = torch.zeros(total), torch.ones(total)
+    ratio = torch.empty(t.shape[0])
     floor = MIN_CONTRAST / 2
-    for first, rows, d in _window_blocks(standard, h):
-        change[first:first + d.shape[0]] = d
-        keep = (d >= min_change).nonzero().flatten()  # (k,) windows whose ends differ enough to be tested
-        if keep.numel():
-            a, b = centred[first - h + keep], centred[first + h + keep]  # (k, d) each, zero-mean rows
-            average = a + b  # (k, d): twice the centred average; the factor cancels in the standardisation
-            spread = average.square().mean(1, keepdim=True).sqrt().clamp_min(2 * floor)  # (k, 1)
-            e = (rows[h + keep] - average / spread).abs().mean(1)  # (k,)
-            ratio[first + keep] = e / d[keep].clamp_min(1e-6)
-    return change, ratio
+    for first in range(0, t.shape[0], _BLOCK):
+        centre = t[first:first + _BLOCK]  # (n,)
+        average = stats.centred[centre - h] + stats.centred[centre + h]  # (n, d): twice the centred average (the
+        # factor cancels in the standardisation)
+        spread = average.square().mean(1, keepdim=True).sqrt().clamp_min(2 * floor)  # (n, 1)
+        error = _mean_abs_difference(stats.standard[centre], average / spread)  # (n,)
+        ratio[first:first + _BLOCK] = error / stats.change[h][centre].clamp_min(1e-6)
+    return ratio
 
 
 def contrast(thumbs: torch.Tensor) -> torch.Tensor:
@@ -129,40 +158,40 @@ def contrast(thumbs: torch.Tensor) -> torch.Tensor:
     return _centred(thumbs)[1]
 
 
-def _passing(centred, sigma, exact, min_change: float, max_ratio: float):
+def _passing(stats: ThumbnailStats, exact, min_change: float, max_ratio: float):
     """-> list of (t, h, D, ratio) for every window passing the test with all three frames exact."""
-    total = centred.shape[0]
-    standard = _standardised(centred, sigma)  # (T, d)
-    found = []
+    centres, halves, ratios = [], [], []
     for h in SCALES:
-        if total <= 2 * h:
-            continue
-        change, ratio = _window_scores(centred, standard, h, min_change)
-        ok = (change >= min_change) & (ratio <= max_ratio)
-        ok[:h] = False
-        ok[total - h:] = False
-        centre = ok.nonzero().flatten()
-        keep = (sigma[centre - h] >= MIN_CONTRAST) & (sigma[centre + h] >= MIN_CONTRAST)
-        if exact is not None:
-            keep &= exact[centre - h] & exact[centre] & exact[centre + h]
-        centre = centre[keep]
-        if centre.numel():
-            centre = centre[_shifted_change(standard, centre - h, centre + h) >= min_change]
-        for t in centre.tolist():
-            found.append((t, h, float(change[t]), float(ratio[t])))
-    return found
+        t = stats.candidates(h, min_change, exact)  # (k,)
+        if t.numel():
+            ratio = _blend_ratio(stats, t, h)  # (k,)
+            keep = ratio <= max_ratio
+            centres.append(t[keep])
+            halves.append(torch.full((int(keep.sum()),), h))
+            ratios.append(ratio[keep])
+    if not centres:
+        return []
+    t, h, ratio = torch.cat(centres), torch.cat(halves), torch.cat(ratios)  # (n,) each, every scale at once
+    keep = ends_differ(stats, t - h, t + h, min_change)
+    return [(c, w, float(stats.change[w][c]), float(r))
+            for c, w, r in zip(t[keep].tolist(), h[keep].tolist(), ratio[keep].tolist())]
 
 
-def _shifted_change(standard, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-    """(n,) change D between frames first and last at the best global shift of up to MAX_SHIFT thumbnail pixels.
+def ends_differ(stats: ThumbnailStats, first: torch.Tensor, last: torch.Tensor, min_change: float) -> torch.Tensor:
+    """(n,) bool: frames first and last (n,) still differ by min_change at the best global shift of up to MAX_SHIFT
+    thumbnail pixels.
 
     A camera move over smooth content passes the blend test (a shifted gradient is locally linear) but its ends
     match once one is shifted; two different pictures match at no shift. The rows are split over the cores.
     """
-    return split_rows(lambda *ends: (_shifted_rows(standard, *ends),), first, last)[0]
+    if not first.numel():
+        return torch.zeros(0, dtype=torch.bool)
+    change = split_rows(lambda *ends: (_shifted_rows(stats.standard, *ends),), first, last)[0]  # (n,)
+    return change >= min_change
 
 
 def _shifted_rows(standard, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """(n,) change D between frames first and last (n,) at the best global shift of up to MAX_SHIFT."""
     height, width = THUMB_SIZE
     a = standard[first].view(-1, 3, height, width)  # (n, 3, 18, 32)
     b = standard[last].view(-1, 3, height, width)
@@ -178,14 +207,15 @@ def _shifted_rows(standard, first: torch.Tensor, last: torch.Tensor) -> torch.Te
 
 def dissolve_windows(thumbs: torch.Tensor, min_change: float) -> list[tuple[int, int]]:
     """Frame spans [t - h, t + h] a looser test flags on estimated thumbnails (skimming: decode these in full)."""
-    found = _passing(*_centred(thumbs), None, 0.7 * min_change, min(0.5, 1.6 * MAX_RATIO))
+    found = _passing(prepared(thumbs), None, 0.7 * min_change, min(0.5, 1.6 * MAX_RATIO))
     return [(t - h, t + h) for t, h, _, _ in found]
 
 
-def find_dissolves(thumbs: torch.Tensor, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
-    """(T, d) thumbnails -> dissolves, one per run of passing window centres. exact: (T,) bool, frames to trust."""
+def find_dissolves(thumbs, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
+    """(T, d) thumbnails (or their ThumbnailStats) -> dissolves, one per run of passing window centres.
+    exact: (T,) bool, frames to trust."""
     transitions = []
-    for run in _runs(_passing(*_centred(thumbs), exact, min_change, MAX_RATIO)):
+    for run in _runs(_passing(prepared(thumbs), exact, min_change, MAX_RATIO)):
         # A window passes when its centre is inside the blend (its middle frame is a blend), so the run of centres
         # spans the blend; the new shot starts half way through.
         first, last = run[0][0], run[-1][0]

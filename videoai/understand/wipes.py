@@ -27,15 +27,13 @@ import torch.nn.functional as F
 from videoai.understand._threads import split_rows
 from videoai.understand.transitions import (
     MAX_SHIFT,
-    MIN_CONTRAST,
     SCALES,
     THUMB_SIZE,
+    ThumbnailStats,
     Transition,
-    _centred,
     _runs,
-    _shifted_change,
-    _standardised,
-    _window_blocks,
+    ends_differ,
+    prepared,
 )
 
 __all__ = ["MAX_RATIO", "SHARE", "find_wipes"]
@@ -51,43 +49,54 @@ MAX_RAMP_RATIO = 0.3  # median ratio over the ramp, at most: ends further apart 
 class _Thumbs:
     """A video's raw thumbnails (T, 3, 576) and the shift masks every shifted comparison reads (built once)."""
 
-    def __init__(self, thumbs: torch.Tensor):
+    def __init__(self, thumbs: torch.Tensor):  # (T, 1728) float16 on the CPU
         height, width = THUMB_SIZE
         dy, dx = MAX_SHIFT
         self.raw = thumbs.float().view(thumbs.shape[0], 3, height * width)  # (T, 3, 576)
         self.coverage, self.covered = _coverage((height, width), (dy, dx))  # (7, 13, 18, 32), (7, 13)
-        self.coarse_coverage, self.coarse_covered = _coverage((height // 2, width // 2), (dy // 2 + 1, dx // 2))
+        self.coarse_reach = (dy // 2 + 1, dx // 2)  # in half-size pixels
+        coverage, covered = _coverage((height // 2, width // 2), self.coarse_reach)  # (5, 7, 9, 16), (5, 7)
+        self.coarse_coverage, self.coarse_covered = coverage.reshape(-1, height // 2, width // 2), covered.flatten()
 
-    def errors(self, middle: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-        """(k, 576) per-cell error between frames `middle` and `end` (k,), the end moved by the global shift of up
-        to MAX_SHIFT that matches the middle best on average (a camera move: the best 2-pixel shift on half-size
-        grey levels, then the best of its 3x3 neighbours at full size); cells the shifted end leaves are inf."""
+    def errors(self, middle: torch.Tensor, *ends: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(k, 576) per-cell error between frames `middle` (k,) and each of `ends` (k,), the end moved by the global
+        shift of up to MAX_SHIFT that matches the middle best on average (a camera move: the best 2-pixel shift on
+        half-size grey levels, then the best of its 3x3 neighbours at full size); cells the shifted end leaves are
+        inf."""
         height, width = THUMB_SIZE
-        dy, dx = MAX_SHIFT
-        rows = torch.arange(middle.shape[0])
         m = self.raw[middle].view(-1, 3, height, width)  # (k, 3, 18, 32)
         grey = m.mean(1)  # (k, 18, 32)
-        # Only the ends compared are padded (zeros outside; the coverage masks leave those cells out)
+        coarse = F.avg_pool2d(grey[:, None], 2)[:, 0]  # (k, 9, 16) half-size grey levels, for shifts of 2 pixels
+        return tuple(self._shifted_error(m, grey, coarse, end) for end in ends)
+
+    def _shifted_error(self, m, grey, coarse_middle, end: torch.Tensor) -> torch.Tensor:
+        height, width = THUMB_SIZE
+        dy, dx = MAX_SHIFT
+        count = end.shape[0]
+        rows = torch.arange(count)
         ends = self.raw[end].view(-1, 3, height, width)  # (k, 3, 18, 32)
-        padded = F.pad(ends, (dx, dx, dy, dy))  # (k, 3, 24, 44)
-        grey_end = ends.mean(1, keepdim=True)  # (k, 1, 18, 32)
-        # Half-size grey levels for the coarse search (shifts of 2 pixels)
-        coarse = F.pad(F.avg_pool2d(grey_end, 2)[:, 0], (dx // 2, dx // 2, dy // 2 + 1, dy // 2 + 1))  # (k, 13, 22)
-        coarse = coarse.unfold(1, height // 2, 1).unfold(2, width // 2, 1)  # (k, 5, 7, 9, 16)
-        distance = (F.avg_pool2d(grey[:, None], 2)[:, 0, None, None] - coarse).abs() * self.coarse_coverage
-        best = (distance.sum((3, 4)) / self.coarse_covered).flatten(1).argmin(1)  # (k,)
-        shift_y = 2 * (best // coarse.shape[2] - (dy // 2 + 1))  # (k,) in full-size pixels
-        shift_x = 2 * (best % coarse.shape[2] - dx // 2)
+        grey_end = ends.mean(1)  # (k, 18, 32)
+        # Only the ends compared are padded (zeros outside; the coverage masks leave those cells out). Every shifted
+        # window is copied out once: subtracting from the unfolded view itself is several times slower.
+        coarse = F.pad(F.avg_pool2d(grey_end[:, None], 2)[:, 0], (dx // 2, dx // 2, dy // 2 + 1, dy // 2 + 1))
+        coarse = coarse.unfold(1, height // 2, 1).unfold(2, width // 2, 1)  # (k, 5, 7, 9, 16) view
+        coarse = coarse.reshape(count, -1, height // 2, width // 2)  # (k, 35, 9, 16)
+        distance = (coarse_middle[:, None] - coarse).abs_().mul_(self.coarse_coverage)  # (k, 35, 9, 16)
+        best = (distance.sum((2, 3)) / self.coarse_covered).argmin(1)  # (k,) of the 35 coarse shifts
+        columns = self.coarse_reach[1] * 2 + 1
+        shift_y = 2 * (best // columns - self.coarse_reach[0])  # (k,) in full-size pixels
+        shift_x = 2 * (best % columns - self.coarse_reach[1])
         near = torch.tensor([-1, 0, 1])
-        row = (shift_y[:, None, None] + near[None, :, None] + dy).clamp(0, 2 * dy).expand(-1, 3, 3)  # (k, 3, 3)
-        col = (shift_x[:, None, None] + near[None, None, :] + dx).clamp(0, 2 * dx).expand(-1, 3, 3)
-        fine = F.pad(grey_end[:, 0], (dx, dx, dy, dy)).unfold(1, height, 1).unfold(2, width, 1)  # (k, 7, 13, 18, 32)
-        fine = fine[rows[:, None, None], row, col]  # (k, 3, 3, 18, 32)
-        distance = (grey[:, None, None] - fine).abs() * self.coverage[row, col]  # (k, 3, 3, 18, 32)
-        pick = (distance.sum((3, 4)) / self.covered[row, col]).flatten(1).argmin(1)  # (k,) of the 9 neighbours
-        row, col = row.flatten(1)[rows, pick], col.flatten(1)[rows, pick]  # (k,) each
+        row = (shift_y[:, None, None] + near[None, :, None] + dy).clamp(0, 2 * dy).expand(-1, 3, 3).reshape(-1, 9)
+        col = (shift_x[:, None, None] + near[None, None, :] + dx).clamp(0, 2 * dx).expand(-1, 3, 3).reshape(-1, 9)
+        fine = F.pad(grey_end, (dx, dx, dy, dy)).unfold(1, height, 1).unfold(2, width, 1)  # (k, 7, 13, 18, 32) view
+        fine = fine[rows[:, None], row, col]  # (k, 9, 18, 32): the 3x3 neighbours of the coarse shift
+        distance = (grey[:, None] - fine).abs_().mul_(self.coverage[row, col])  # (k, 9, 18, 32)
+        pick = (distance.sum((2, 3)) / self.covered[row, col]).argmin(1)  # (k,) of the 9 neighbours
+        row, col = row[rows, pick], col[rows, pick]  # (k,) each
+        padded = F.pad(ends, (dx, dx, dy, dy))  # (k, 3, 24, 44)
         chosen = padded.unfold(2, height, 1).unfold(3, width, 1)[rows, :, row, col]  # (k, 3, 18, 32)
-        error = (m - chosen).abs().mean(1)  # (k, 18, 32)
+        error = (m - chosen).abs_().mean(1)  # (k, 18, 32)
         return error.masked_fill(self.coverage[row, col] == 0, float("inf")).flatten(1)
 
 
@@ -102,47 +111,50 @@ def _coverage(size: tuple[int, int], reach: tuple[int, int]) -> tuple[torch.Tens
 def _cell_test(frames: _Thumbs, t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, shifts: bool = True):
     """Frames t (k,) against ends a, b (k,) -> (ratio, share) (k,) each: error to the nearer end over the change
     a -> b, and the share of that change already showing b; both over the cells both shifted ends cover.
-    With shifts (the detector's heaviest step) the rows are split over the cores."""
-    if shifts:
-        return split_rows(lambda *rows: _cell_rows(frames, *rows, shifts=True), t, a, b)
-    return _cell_rows(frames, t, a, b, shifts=False)
+    The rows are split over the cores."""
+    return split_rows(lambda *rows: _cell_rows(frames, *rows, shifts=shifts), t, a, b)
+
+
+def _colour_difference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(k, 3, 576) raw thumbnails each -> (k, 576) per-cell mean absolute difference over the colour planes."""
+    return (x - y).abs_().mean(1)
 
 
 def _cell_rows(frames: _Thumbs, t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, shifts: bool):
     raw = frames.raw
+    end_a, end_b = raw[a], raw[b]  # (k, 3, 576) each
+    differ = _colour_difference(end_a, end_b)  # (k, 576) per-cell change
     if shifts:
-        to_a, to_b = frames.errors(t, a), frames.errors(t, b)  # (k, 576) each
+        to_a, to_b = frames.errors(t, a, b)  # (k, 576) each
+        seen = to_a.isfinite() & to_b.isfinite()  # (k, 576) cells both shifted ends cover
+        differ = differ * seen
+        nearest = torch.where(seen, torch.minimum(to_a, to_b), 0.0)  # (k, 576)
     else:
-        to_a, to_b = (raw[t] - raw[a]).abs().mean(1), (raw[t] - raw[b]).abs().mean(1)  # (k, 576) each
-    seen = to_a.isfinite() & to_b.isfinite()  # (k, 576)
-    differ = (raw[a] - raw[b]).abs().mean(1) * seen  # (k, 576) per-cell change
+        middle = raw[t]  # (k, 3, 576)
+        to_a, to_b = _colour_difference(middle, end_a), _colour_difference(middle, end_b)  # (k, 576) each
+        nearest = torch.minimum(to_a, to_b)
     weight = differ.sum(1).clamp_min(1e-6)  # (k,)
-    nearest = torch.where(seen, torch.minimum(to_a, to_b), 0.0)  # (k, 576)
     return nearest.sum(1) / weight, (differ * (to_b < to_a)).sum(1) / weight
 
 
-def _windows(thumbs: torch.Tensor, frames: _Thumbs, exact, min_change: float) -> list[tuple[int, int, float]]:
-    """-> (t, h, D) for every window passing step 1 of the module doc."""
-    centred, sigma = _centred(thumbs)
-    standard = _standardised(centred, sigma)  # (T, d)
-    found = []
+def _windows(stats: ThumbnailStats, frames: _Thumbs, exact, min_change: float) -> list[tuple[int, int, float]]:
+    """-> (t, h, D) for every window passing step 1 of the module doc; every scale's windows are tested together."""
+    centres, halves = [], []
     for h in SCALES:
-        for first, _, change in _window_blocks(standard, h):  # change: (n,) D of the windows centred from first
-            t = first + (change >= min_change).nonzero().flatten()  # (k,) centres worth testing
-            t = t[(sigma[t - h] >= MIN_CONTRAST) & (sigma[t + h] >= MIN_CONTRAST)]
-            if exact is not None:
-                t = t[exact[t - h] & exact[t] & exact[t + h]]
-            if t.numel():  # cheap first look without shifts: cuts (share 0 or 1) and most motion leave here
-                ratio, share = _cell_test(frames, t, t - h, t + h, shifts=False)
-                t = t[(ratio <= PREFILTER_RATIO) & (share >= PREFILTER_SHARE[0]) & (share <= PREFILTER_SHARE[1])]
-            if not t.numel():
-                continue
-            ratio, share = _cell_test(frames, t, t - h, t + h)
-            t = t[(ratio <= MAX_RATIO) & (share >= SHARE[0]) & (share <= SHARE[1])]
-            if t.numel():
-                t = t[_shifted_change(standard, t - h, t + h) >= min_change]  # the ends are not one shifted picture
-            found += [(c, h, float(change[c - first])) for c in t.tolist()]
-    return found
+        t = stats.candidates(h, min_change, exact)  # (k,) centres worth testing
+        centres.append(t)
+        halves.append(torch.full_like(t, h))
+    t, h = torch.cat(centres), torch.cat(halves)  # (n,) each
+    if t.numel():  # cheap first look without shifts: cuts (share 0 or 1) and most motion leave here
+        ratio, share = _cell_test(frames, t, t - h, t + h, shifts=False)
+        keep = (ratio <= PREFILTER_RATIO) & (share >= PREFILTER_SHARE[0]) & (share <= PREFILTER_SHARE[1])
+        t, h = t[keep], h[keep]
+    if t.numel():
+        ratio, share = _cell_test(frames, t, t - h, t + h)
+        keep = (ratio <= MAX_RATIO) & (share >= SHARE[0]) & (share <= SHARE[1])
+        t, h = t[keep], h[keep]
+    keep = ends_differ(stats, t - h, t + h, min_change)  # the ends are not one shifted picture
+    return [(c, w, float(stats.change[w][c])) for c, w in zip(t[keep].tolist(), h[keep].tolist())]
 
 
 def _share_line(frames: _Thumbs, before: int, after: int):
@@ -188,9 +200,11 @@ def _ramp(frames: _Thumbs, run: list[tuple], total: int) -> Transition | None:
     return Transition("wipe", first, last, cut, max(window[2] for window in run)) if first <= last else None
 
 
-def find_wipes(thumbs: torch.Tensor, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
-    """(T, d) thumbnails -> wipes, one per run of passing window centres. exact: (T,) bool, frames to trust."""
-    frames = _Thumbs(thumbs)
-    runs = _runs(_windows(thumbs, frames, exact, min_change), gap=2 * SCALES[0])
-    found = (_ramp(frames, run, thumbs.shape[0]) for run in runs)
+def find_wipes(thumbs, min_change: float, exact: torch.Tensor | None = None) -> list[Transition]:
+    """(T, d) thumbnails (or their ThumbnailStats) -> wipes, one per run of passing window centres.
+    exact: (T,) bool, frames to trust."""
+    stats = prepared(thumbs)
+    frames = _Thumbs(stats.thumbs)
+    runs = _runs(_windows(stats, frames, exact, min_change), gap=2 * SCALES[0])
+    found = (_ramp(frames, run, stats.thumbs.shape[0]) for run in runs)
     return [wipe for wipe in found if wipe is not None]
