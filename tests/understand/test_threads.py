@@ -23,6 +23,18 @@ def test_split_rows_gives_what_one_call_gives():
     assert calls == [15]
 
 
+def test_split_rows_works_a_block_at_a_time_in_order():
+    calls = []
+
+    def fn(x):
+        calls.append(x.shape[0])
+        return (x + 1,)
+
+    x = torch.arange(250.0)[:, None]
+    (out,) = split_rows(fn, x, min_rows=10, max_rows=100)  # blocks of 100, 100 and 50 rows
+    assert torch.equal(out, x + 1) and max(calls) <= 100 and sum(calls) == 250
+
+
 def _doubled_in_child(queue) -> None:
     rows = torch.arange(100.0)[:, None]
     queue.put(float(split_rows(lambda x: (x * 2,), rows, min_rows=10)[0].sum()))

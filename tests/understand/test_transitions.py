@@ -13,8 +13,15 @@ import torch.nn.functional as F
 from videoai.synthetic import wipe
 from videoai.tokenize.video_io import write_video
 from videoai.understand.shots import Shot, detect_shots
-from videoai.understand.transitions import THUMB_SIZE, find_dissolves, thumbnails
-from videoai.understand.wipes import find_wipes
+from videoai.understand.transitions import (
+    MIN_CONTRAST,
+    SCALES,
+    THUMB_SIZE,
+    ThumbnailStats,
+    find_dissolves,
+    thumbnails,
+)
+from videoai.understand.wipes import _Thumbs, find_wipes
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "video"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"real clips not found at {DATA}")
@@ -188,3 +195,37 @@ def test_thumbnails_are_block_means(size):
     frames = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (7, *size, 3), dtype=np.uint8))
     expected = F.adaptive_avg_pool2d(frames.permute(0, 3, 1, 2).double(), THUMB_SIZE)
     assert torch.equal(thumbnails(frames), expected.flatten(1).to(torch.float16))  # (7, 1728)
+
+
+def test_prepared_thumbnails_hold_every_window_change():
+    thumbs = thumbnails(panning(texture(3), 90, 1.5))  # (90, 1728)
+    stats = ThumbnailStats(thumbs)
+    x = thumbs.float().view(90, 3, -1)
+    centred = (x - x.mean(2, keepdim=True)).flatten(1)  # each colour plane's mean removed
+    sigma = centred.square().mean(1).sqrt()
+    standard = centred / sigma.clamp_min(MIN_CONTRAST / 2)[:, None]
+    assert torch.allclose(stats.contrast, sigma) and torch.allclose(stats.standard, standard)
+    for h in SCALES:
+        expected = torch.zeros(90)
+        expected[h:90 - h] = (standard[2 * h:] - standard[:90 - 2 * h]).abs().mean(1)  # end b minus end a
+        assert torch.allclose(stats.change[h], expected, atol=1e-6)
+    frames, _ = two_shots_with_dissolve(24)
+    thumbs = thumbnails(frames)
+    assert find_dissolves(ThumbnailStats(thumbs), 0.4) == find_dissolves(thumbs, 0.4) != []
+    for count in (0, 5):  # no window fits
+        few = thumbs[:count]
+        assert find_dissolves(few, 0.4) == find_wipes(few, 0.4) == []
+
+
+def test_cell_errors_follow_a_camera_move():
+    # The end is the middle frame moved by (2, 4) thumbnail pixels: at that shift every covered cell matches.
+    picture = thumbnails(texture(4, 216, 384)[None])  # (1, 1728) at 18x32
+    grid = picture.float().view(3, *THUMB_SIZE)
+    moved = torch.zeros_like(grid)
+    moved[:, 2:, 4:] = grid[:, :-2, :-4]
+    thumbs = torch.stack([picture[0], moved.flatten().to(torch.float16)])  # (2, 1728)
+    frames = _Thumbs(thumbs)
+    (error,) = frames.errors(torch.tensor([1]), torch.tensor([0]))  # (1, 576): middle = moved, end = picture
+    covered = error.isfinite()
+    assert int(covered.sum()) == (THUMB_SIZE[0] - 2) * (THUMB_SIZE[1] - 4)
+    assert float(error[covered].abs().max()) == 0.0

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 
-__all__ = ["limit_cores", "shared_pool", "split_rows", "usable_cores"]
+__all__ = ["core_share", "limit_cores", "shared_pool", "split_rows", "usable_cores"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _core_limit: int | None = None
+_thread_share = threading.local()  # .cores: the cores split_rows may use from this thread (None: all usable)
 
 
 def _forget_pool_in_child() -> None:
@@ -37,6 +39,18 @@ def usable_cores() -> int:
     return cores if _core_limit is None else min(cores, _core_limit)
 
 
+@contextmanager
+def core_share(count: int):
+    """Within the block, split_rows called from this thread splits over at most `count` cores: for tasks that run
+    side by side, so that together they keep every core busy without queueing slices behind each other."""
+    previous = getattr(_thread_share, "cores", None)
+    _thread_share.cores = max(1, int(count))
+    try:
+        yield
+    finally:
+        _thread_share.cores = previous
+
+
 def shared_pool() -> ThreadPoolExecutor:
     """One thread per core for short CPU-bound tasks that start no tasks of their own (so none waits on itself)."""
     global _pool
@@ -55,7 +69,8 @@ def split_rows(fn, *rows: torch.Tensor, min_rows: int = 32, max_rows: int = 4096
         blocks = [split_rows(fn, *(r[a:a + max_rows] for r in rows), min_rows=min_rows, max_rows=max_rows)
                   for a in range(0, count, max_rows)]
         return tuple(torch.cat(columns) for columns in zip(*blocks))
-    parts = min(usable_cores(), count // min_rows)
+    share = getattr(_thread_share, "cores", None)
+    parts = min(usable_cores() if share is None else min(share, usable_cores()), count // min_rows)
     if parts < 2 or rows[0].device.type != "cpu":
         return fn(*rows)
     bounds = [count * k // parts for k in range(parts + 1)]
