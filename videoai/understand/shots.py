@@ -14,7 +14,7 @@ first and decodes every frame only where two of them differ enough to hide a cut
 the same (tests/understand/test_shots.py compares both ways; skimming scales with BILINEAR, videoai.tokenize.scan,
 so its scores differ from the full pass's by up to ~3), but each such span is decoded again from the keyframe
 before it, and the dissolve test flags every sustained change: benchmarks/bench_shots.py (--repeats 3) measured
-skimming at 0.67x the frames/s of decoding everything on the real clips, 0.57x on synthetic dissolves and 0.68x on
+skimming at 0.78x the frames/s of decoding everything on the real clips, 0.53x on synthetic dissolves and 0.75x on
 moving shapes (the full pass decodes pieces on every core; skimming has one decoder), so it is off by default.
 Downscaling: `size` is the short side scored at, 72 px by default.
 benchmarks/bench_shots.py finds the same F1 at 72, 96, 144 px and full size, with 72 px 2-3x faster than 144 px.
