@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from videoai.understand._threads import split_rows
+from videoai.understand._threads import core_share, split_rows, usable_cores
 
 
 def test_split_rows_gives_what_one_call_gives():
@@ -33,6 +33,22 @@ def test_split_rows_works_a_block_at_a_time_in_order():
     x = torch.arange(250.0)[:, None]
     (out,) = split_rows(fn, x, min_rows=10, max_rows=100)  # blocks of 100, 100 and 50 rows
     assert torch.equal(out, x + 1) and max(calls) <= 100 and sum(calls) == 250
+
+
+def test_a_core_share_caps_the_slices_of_this_thread_only():
+    calls = []
+
+    def fn(x):
+        calls.append(x.shape[0])
+        return (x,)
+
+    rows = torch.zeros(400, 1)
+    with core_share(1):
+        split_rows(fn, rows, min_rows=10)
+    assert calls == [400]  # one slice: the other core belongs to a task running beside this one
+    calls.clear()
+    split_rows(fn, rows, min_rows=10)
+    assert len(calls) == min(usable_cores(), 40)
 
 
 def _doubled_in_child(queue) -> None:
