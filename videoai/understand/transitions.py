@@ -197,13 +197,16 @@ def _shifted_rows(standard, first: torch.Tensor, last: torch.Tensor) -> torch.Te
     height, width = THUMB_SIZE
     a = standard[first].view(-1, 3, height, width)  # (n, 3, 18, 32)
     b = standard[last].view(-1, 3, height, width)
-    best = torch.full((first.shape[0],), float("inf"))
+    count = first.shape[0]
+    best = torch.full((count,), float("inf"))
     dy_max, dx_max = MAX_SHIFT
     for dy in range(-dy_max, dy_max + 1):
         for dx in range(-dx_max, dx_max + 1):
             crop_a = a[:, :, max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)]
             crop_b = b[:, :, max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
-            best = torch.minimum(best, (crop_a - crop_b).abs().mean(dim=(1, 2, 3)))
+            # The difference is a fresh contiguous tensor: one flat row mean each is ~1.7x faster than a mean over
+            # three dimensions at 256 rows, with the same values.
+            torch.minimum(best, (crop_a - crop_b).abs_().view(count, -1).mean(1), out=best)
     return best
 
 
