@@ -54,7 +54,7 @@ MAX_RATIO = 0.25  # E / D at most: testvideo.mp4's dissolve scores 0.03-0.15, a 
 # (below ~10 the encoder has flattened a fading picture's detail, and its standardised form drifts).
 MIN_CONTRAST = 10.0
 MAX_SHIFT = (3, 6)  # (rows, columns) of thumbnail pixels a camera move may shift the ends by (~20% of the frame)
-_BLOCK = 4096  # windows tested at once (bounds the temporaries to ~60 MB)
+_BLOCK = 4096  # windows whose change is computed at once (bounds the temporaries to ~60 MB)
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,8 @@ def _centred(thumbs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _mean_abs_difference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(n, d), (n, d) float32 CPU rows -> (n,) mean |x - y| of each row pair; OpenCV's absdiff and row sums (about
     twice torch's speed at these sizes, one pass and no signed temporary)."""
+    if not x.shape[0]:
+        return torch.zeros(0)  # OpenCV returns nothing for an empty array
     x, y = np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())
     sums = cv2.reduce(cv2.absdiff(x, y), 1, cv2.REDUCE_SUM)  # (n, 1)
     return torch.from_numpy(sums).view(-1) / x.shape[1]
@@ -119,12 +121,20 @@ class ThumbnailStats:
                                                           self.standard[first - h:last - h])
             self.change[h] = change
 
-    def candidates(self, h: int, min_change: float, exact: torch.Tensor | None) -> torch.Tensor:
-        """(k,) centres of the windows of half-width h worth testing: change D >= min_change, both ends pictures
-        (contrast >= MIN_CONTRAST) and, with exact (T,) bool, all three frames trusted."""
-        t = (self.change[h] >= min_change).nonzero().flatten()  # (k,)
-        t = t[(self.contrast[t - h] >= MIN_CONTRAST) & (self.contrast[t + h] >= MIN_CONTRAST)]
-        return t if exact is None else t[exact[t - h] & exact[t] & exact[t + h]]
+    def windows(self, min_change: float, exact: torch.Tensor | None):
+        """The windows of every half-width worth testing -> centres t (n,), half-widths h (n,) and their change D
+        (n,): D >= min_change, both ends pictures (contrast >= MIN_CONTRAST) and, with exact (T,) bool, all three
+        frames trusted."""
+        centres, halves, changes = [], [], []
+        for h in SCALES:
+            t = (self.change[h] >= min_change).nonzero().flatten()  # (k,)
+            t = t[(self.contrast[t - h] >= MIN_CONTRAST) & (self.contrast[t + h] >= MIN_CONTRAST)]
+            if exact is not None:
+                t = t[exact[t - h] & exact[t] & exact[t + h]]
+            centres.append(t)
+            halves.append(torch.full_like(t, h))
+            changes.append(self.change[h][t])
+        return torch.cat(centres), torch.cat(halves), torch.cat(changes)
 
 
 def prepared(thumbs) -> ThumbnailStats:
@@ -137,22 +147,16 @@ def _standardised(centred: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return centred / sigma.clamp_min(MIN_CONTRAST / 2)[:, None]
 
 
-def _blend_ratio(stats: ThumbnailStats, t: torch.Tensor, h: int) -> torch.Tensor:
-    """Ratio E / D (k,) of the windows of half-width h centred on frames t (k,).
+def _blend_ratio(stats: ThumbnailStats, t: torch.Tensor, h: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """Ratio E / D (n,) of the windows centred on frames t (n,) with half-widths h (n,) and change D (n,).
 
     With x the centred rows, z(x) = x / max(sigma, floor), and the average of two frames standardised directly: its
     centred row is (x_a + x_b) / 2.
     """
-    ratio = torch.empty(t.shape[0])
-    floor = MIN_CONTRAST / 2
-    for first in range(0, t.shape[0], _BLOCK):
-        centre = t[first:first + _BLOCK]  # (n,)
-        average = stats.centred[centre - h] + stats.centred[centre + h]  # (n, d): twice the centred average (the
-        # factor cancels in the standardisation)
-        spread = average.square().mean(1, keepdim=True).sqrt().clamp_min(2 * floor)  # (n, 1)
-        error = _mean_abs_difference(stats.standard[centre], average / spread)  # (n,)
-        ratio[first:first + _BLOCK] = error / stats.change[h][centre].clamp_min(1e-6)
-    return ratio
+    average = stats.centred[t - h] + stats.centred[t + h]  # (n, d): twice the centred average (cancels below)
+    spread = average.square().mean(1, keepdim=True).sqrt().clamp_min(MIN_CONTRAST)  # (n, 1): twice the floor
+    error = _mean_abs_difference(stats.standard[t], average / spread)  # (n,)
+    return error / change.clamp_min(1e-6)
 
 
 def contrast(thumbs: torch.Tensor) -> torch.Tensor:
@@ -162,21 +166,12 @@ def contrast(thumbs: torch.Tensor) -> torch.Tensor:
 
 def _passing(stats: ThumbnailStats, exact, min_change: float, max_ratio: float):
     """-> list of (t, h, D, ratio) for every window passing the test with all three frames exact."""
-    centres, halves, ratios = [], [], []
-    for h in SCALES:
-        t = stats.candidates(h, min_change, exact)  # (k,)
-        if t.numel():
-            ratio = _blend_ratio(stats, t, h)  # (k,)
-            keep = ratio <= max_ratio
-            centres.append(t[keep])
-            halves.append(torch.full((int(keep.sum()),), h))
-            ratios.append(ratio[keep])
-    if not centres:
-        return []
-    t, h, ratio = torch.cat(centres), torch.cat(halves), torch.cat(ratios)  # (n,) each, every scale at once
+    t, h, change = stats.windows(min_change, exact)  # (n,) each, every scale at once
+    ratio = split_rows(lambda *rows: (_blend_ratio(stats, *rows),), t, h, change)[0]  # (n,)
+    keep = ratio <= max_ratio
+    t, h, change, ratio = t[keep], h[keep], change[keep], ratio[keep]
     keep = ends_differ(stats, t - h, t + h, min_change)
-    return [(c, w, float(stats.change[w][c]), float(r))
-            for c, w, r in zip(t[keep].tolist(), h[keep].tolist(), ratio[keep].tolist())]
+    return list(zip(t[keep].tolist(), h[keep].tolist(), change[keep].tolist(), ratio[keep].tolist()))
 
 
 def ends_differ(stats: ThumbnailStats, first: torch.Tensor, last: torch.Tensor, min_change: float) -> torch.Tensor:

@@ -139,22 +139,17 @@ def _cell_rows(frames: _Thumbs, t: torch.Tensor, a: torch.Tensor, b: torch.Tenso
 
 def _windows(stats: ThumbnailStats, frames: _Thumbs, exact, min_change: float) -> list[tuple[int, int, float]]:
     """-> (t, h, D) for every window passing step 1 of the module doc; every scale's windows are tested together."""
-    centres, halves = [], []
-    for h in SCALES:
-        t = stats.candidates(h, min_change, exact)  # (k,) centres worth testing
-        centres.append(t)
-        halves.append(torch.full_like(t, h))
-    t, h = torch.cat(centres), torch.cat(halves)  # (n,) each
+    t, h, change = stats.windows(min_change, exact)  # (n,) each
     if t.numel():  # cheap first look without shifts: cuts (share 0 or 1) and most motion leave here
         ratio, share = _cell_test(frames, t, t - h, t + h, shifts=False)
         keep = (ratio <= PREFILTER_RATIO) & (share >= PREFILTER_SHARE[0]) & (share <= PREFILTER_SHARE[1])
-        t, h = t[keep], h[keep]
+        t, h, change = t[keep], h[keep], change[keep]
     if t.numel():
         ratio, share = _cell_test(frames, t, t - h, t + h)
         keep = (ratio <= MAX_RATIO) & (share >= SHARE[0]) & (share <= SHARE[1])
-        t, h = t[keep], h[keep]
+        t, h, change = t[keep], h[keep], change[keep]
     keep = ends_differ(stats, t - h, t + h, min_change)  # the ends are not one shifted picture
-    return [(c, w, float(stats.change[w][c])) for c, w in zip(t[keep].tolist(), h[keep].tolist())]
+    return list(zip(t[keep].tolist(), h[keep].tolist(), change[keep].tolist()))
 
 
 def _share_line(frames: _Thumbs, before: int, after: int):
